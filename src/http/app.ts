@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import { Hono } from 'hono';
+import { HashwattError } from '../errors.ts';
+import { ingestRoutes } from '../ingest/http.ts';
+import type { IngestPipeline } from '../ingest/pipeline.ts';
+import type { Logger } from '../log.ts';
+import { siteRoutes } from '../sites/routes.ts';
+import type { Storage } from '../storage/database.ts';
+import { requireAdmin, type SiteAuthenticator } from './auth.ts';
+import { errorResponse } from './errors.ts';
+
+/** Fields gathered while a request runs and logged once at its end: one wide event per request. */
+export type WideEvent = Record<string, unknown>;
+
+export interface Readiness {
+  ready: boolean;
+  reason?: string;
+}
+
+/** Renders the Prometheus exposition; the metrics module provides it. */
+export interface MetricsEndpoint {
+  contentType: string;
+  render(): Promise<string>;
+}
+
+export interface AppDeps {
+  storage: Storage;
+  pipeline: IngestPipeline;
+  logger: Logger;
+  adminToken: string | undefined;
+  authenticateSite: SiteAuthenticator;
+  readiness: () => Promise<Readiness>;
+  metrics?: MetricsEndpoint;
+  onSiteDeleted?: (siteId: number) => void;
+}
+
+type Env = { Variables: { requestId: string; event: WideEvent } };
+
+/** The HTTP face of hashwatt; transports and admin API mounted on one Hono app. */
+export function createApp(deps: AppDeps) {
+  const app = new Hono<Env>();
+
+  app.use(async (c, next) => {
+    const started = performance.now();
+    const requestId = c.req.header('x-request-id') ?? randomUUID();
+    const event: WideEvent = {};
+    c.set('requestId', requestId);
+    c.set('event', event);
+    await next();
+    c.header('x-request-id', requestId);
+    const status = c.res.status;
+    // Health checks and scrapes arrive every few seconds; logging them would drown the rest.
+    const quiet =
+      status < 400 && (c.req.path === '/healthz' || c.req.path === '/readyz' || c.req.path === '/metrics');
+    if (!quiet) {
+      deps.logger.info(
+        {
+          request_id: requestId,
+          method: c.req.method,
+          path: c.req.path,
+          status,
+          ms: Math.round(performance.now() - started),
+          ...event,
+        },
+        'request',
+      );
+    }
+  });
+
+  app.onError((error, c) => {
+    if (!(error instanceof HashwattError)) {
+      deps.logger.error({ err: error, request_id: c.get('requestId'), path: c.req.path }, 'unhandled error');
+    } else {
+      Object.assign(c.get('event'), { error: error.code });
+    }
+    return errorResponse(c, error);
+  });
+
+  app.notFound((c) =>
+    errorResponse(c, new HashwattError('not_found', `no route for ${c.req.method} ${c.req.path}`)),
+  );
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }));
+  app.get('/readyz', async (c) => {
+    const readiness = await deps.readiness();
+    return c.json(
+      readiness.ready ? { status: 'ready' } : { status: 'not_ready', reason: readiness.reason },
+      readiness.ready ? 200 : 503,
+    );
+  });
+  if (deps.metrics) {
+    const metrics = deps.metrics;
+    app.get('/metrics', async (c) =>
+      c.body(await metrics.render(), 200, { 'content-type': metrics.contentType }),
+    );
+  }
+
+  app.use('/api/v1/sites/*', requireAdmin(deps.adminToken));
+  app.use('/api/v1/sites', requireAdmin(deps.adminToken));
+  app.route('/api/v1/sites', siteRoutes({ storage: deps.storage, onSiteDeleted: deps.onSiteDeleted }));
+  app.route('/api/v1/ingest', ingestRoutes(deps.pipeline, deps.authenticateSite));
+  return app;
+}

@@ -1,0 +1,27 @@
+import type { Context } from 'hono';
+import { ERROR_STATUS, type ErrorCode, HashwattError } from '../errors.ts';
+
+/** The one shape of every error response. */
+export interface ErrorEnvelope {
+  error: { code: ErrorCode; message: string; field?: string; request_id?: string; [key: string]: unknown };
+}
+
+/** Renders any thrown value as the error envelope; unexpected errors become a 500 that leaks nothing. */
+export function errorResponse(c: Context, error: unknown): Response {
+  const known = error instanceof HashwattError ? error : undefined;
+  const code: ErrorCode = known?.code ?? 'internal';
+  const status = ERROR_STATUS[code];
+  const { retryAfterMs, ...details } = known?.details ?? {};
+  const body: ErrorEnvelope = {
+    error: {
+      code,
+      message: known?.message ?? 'internal error',
+      ...details,
+      ...(retryAfterMs !== undefined && { retry_after_ms: retryAfterMs }),
+      request_id: c.get('requestId'),
+    },
+  };
+  if (retryAfterMs !== undefined)
+    c.header('Retry-After', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
+  return c.json(body, status);
+}

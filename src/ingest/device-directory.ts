@@ -1,0 +1,105 @@
+import type { Kysely } from 'kysely';
+import { findDevices, type KnownDevice, registerDevices } from '../storage/devices.ts';
+import type { ReadingRecord } from '../storage/readings.ts';
+import type { Database, DeviceKind } from '../storage/schema.ts';
+import type { Rejection, ValidReading } from './reading.ts';
+
+/**
+ * Maps each site's device names to stored device ids, registering devices on first sight. The cache
+ * is only ever a copy of committed rows, so every replica may keep its own.
+ */
+export class DeviceDirectory {
+  readonly #db: Kysely<Database>;
+  readonly #maxDevicesPerSite: number;
+  readonly #bySite = new Map<number, Map<string, KnownDevice>>();
+
+  constructor(db: Kysely<Database>, maxDevicesPerSite: number) {
+    this.#db = db;
+    this.#maxDevicesPerSite = maxDevicesPerSite;
+  }
+
+  /** Drops what is known of a site (after it is deleted). */
+  forgetSite(siteId: number): void {
+    this.#bySite.delete(siteId);
+  }
+
+  /** Readings turned into storable records; those whose device cannot be registered are rejected. */
+  async resolve(
+    siteId: number,
+    readings: readonly ValidReading[],
+  ): Promise<{ records: ReadingRecord[]; rejected: Rejection[] }> {
+    let known = this.#bySite.get(siteId);
+    if (!known) {
+      known = new Map();
+      this.#bySite.set(siteId, known);
+    }
+    const missing = new Map<string, { kind: DeviceKind | undefined; model: string | null }>();
+    for (const r of readings) {
+      if (known.has(r.device)) continue;
+      const seen = missing.get(r.device);
+      if (!seen) missing.set(r.device, { kind: r.kind, model: r.model ?? null });
+      else if (!seen.kind && r.kind) seen.kind = r.kind;
+    }
+    const refused = new Map<string, Omit<Rejection, 'index'>>();
+    if (missing.size > 0) await this.#learn(siteId, known, missing, refused);
+
+    const records: ReadingRecord[] = [];
+    const rejected: Rejection[] = [];
+    for (const r of readings) {
+      const device = known.get(r.device);
+      if (!device) {
+        rejected.push({ index: r.index, ...refused.get(r.device)! });
+        continue;
+      }
+      records.push({
+        site_id: siteId,
+        device_id: device.id,
+        ts_ms: r.tsMs,
+        power_w: r.power_w,
+        hashrate_ths: r.hashrate_ths,
+        expected_hashrate_ths: r.expected_hashrate_ths,
+        temp_c: r.temp_c,
+        fan_rpm: r.fan_rpm,
+        gpu_util_pct: r.gpu_util_pct,
+        gpu_mem_used_bytes: r.gpu_mem_used_bytes,
+        available_power_w: r.available_power_w,
+        status: r.status,
+      });
+    }
+    return { records, rejected };
+  }
+
+  async #learn(
+    siteId: number,
+    known: Map<string, KnownDevice>,
+    missing: Map<string, { kind: DeviceKind | undefined; model: string | null }>,
+    refused: Map<string, Omit<Rejection, 'index'>>,
+  ): Promise<void> {
+    // Registered before this process started, or by another replica.
+    for (const d of await findDevices(this.#db, siteId, [...missing.keys()])) {
+      known.set(d.external_id, d);
+      missing.delete(d.external_id);
+    }
+    const toRegister = [];
+    for (const [external_id, { kind, model }] of missing) {
+      if (kind) toRegister.push({ external_id, kind, model });
+      else {
+        refused.set(external_id, {
+          field: 'kind',
+          code: 'kind_required',
+          message: `device "${external_id}" is new: its first reading must say its kind`,
+        });
+      }
+    }
+    if (toRegister.length === 0) return;
+    const { devices, overCap } = await registerDevices(this.#db, siteId, toRegister, this.#maxDevicesPerSite);
+    for (const d of devices) known.set(d.external_id, d);
+    for (const external_id of overCap) {
+      refused.set(external_id, {
+        field: 'device',
+        code: 'device_limit',
+        message: `the site has reached its limit of ${this.#maxDevicesPerSite} devices`,
+      });
+    }
+  }
+}

@@ -1,0 +1,116 @@
+import { HashwattError } from '../errors.ts';
+import { isDatabaseUnavailable } from '../storage/errors.ts';
+import { retentionCutoff } from '../storage/partitions.ts';
+import type { DeviceDirectory } from './device-directory.ts';
+import { countSamples, type Rejection, validateReadings } from './reading.ts';
+import type { GroupCommitWriter } from './writer.ts';
+
+/** The transports that feed the pipeline; a label on every ingest metric. */
+export type Transport = 'http' | 'ws';
+
+/** The site a request authenticated as; readings are always stored under it, never under a payload id. */
+export interface AuthenticatedSite {
+  id: number;
+  name: string;
+}
+
+/** What the sender is told about a batch, after commit. */
+export interface IngestResult {
+  /** Readings newly stored. */
+  accepted: number;
+  /** Readings that were already stored (a retry): safe, counted, not stored twice. */
+  duplicates: number;
+  rejected: Rejection[];
+}
+
+export interface IngestObserver {
+  batchIngested(event: {
+    transport: Transport;
+    site: AuthenticatedSite;
+    accepted: number;
+    acceptedSamples: number;
+    duplicates: number;
+    rejected: readonly Rejection[];
+  }): void;
+}
+
+export const noopIngestObserver: IngestObserver = { batchIngested: () => {} };
+
+export interface PipelineOptions {
+  directory: DeviceDirectory;
+  writer: GroupCommitWriter;
+  retentionDays: number;
+  now?: () => number;
+  observer?: IngestObserver;
+}
+
+/**
+ * The one path every reading takes, whatever transport brought it: admit → validate → resolve
+ * devices → group commit → result. Transports only decode and encode.
+ */
+export class IngestPipeline {
+  readonly #o: Required<PipelineOptions>;
+  #closing = false;
+
+  constructor(options: PipelineOptions) {
+    this.#o = { now: Date.now, observer: noopIngestObserver, ...options };
+  }
+
+  get closing(): boolean {
+    return this.#closing;
+  }
+
+  /** Ingests one batch for a site. Throws HashwattError 429/503 when nothing of it was stored. */
+  async ingest(
+    site: AuthenticatedSite,
+    raw: readonly unknown[],
+    bytes: number,
+    transport: Transport,
+  ): Promise<IngestResult> {
+    if (this.#closing) {
+      throw new HashwattError(
+        'shutting_down',
+        'the service is shutting down; retry against another instance',
+        {
+          retryAfterMs: 1_000,
+        },
+      );
+    }
+    const { writer, directory, retentionDays } = this.#o;
+    const reservation = writer.reserve(raw.length, bytes);
+    try {
+      const nowMs = this.#o.now();
+      const checked = validateReadings(raw, { nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) });
+      const { records, rejected } = await directory.resolve(site.id, checked.valid);
+      const duplicate = await writer.write(reservation, records);
+      let duplicates = 0;
+      let acceptedSamples = 0;
+      for (let i = 0; i < records.length; i++) {
+        if (duplicate[i]) duplicates++;
+        else acceptedSamples += countSamples(records[i]!);
+      }
+      const allRejected =
+        rejected.length === 0
+          ? checked.rejected
+          : [...checked.rejected, ...rejected].sort((a, b) => a.index - b.index);
+      const result = { accepted: records.length - duplicates, duplicates, rejected: allRejected };
+      this.#o.observer.batchIngested({ transport, site, ...result, acceptedSamples });
+      return result;
+    } catch (error) {
+      if (isDatabaseUnavailable(error)) {
+        throw new HashwattError('database_unavailable', 'the database is unavailable; retry later', {
+          retryAfterMs: 5_000,
+        });
+      }
+      throw error;
+    } finally {
+      writer.release(reservation);
+    }
+  }
+
+  /** Refuses new batches and resolves once every admitted batch has committed or failed. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    await this.#o.writer.idle();
+  }
+}

@@ -1,0 +1,207 @@
+import { type core, z } from 'zod';
+import { DEVICE_KINDS, DEVICE_STATUSES, type DeviceKind, type ReadingMetrics } from '../storage/schema.ts';
+
+/** Largest clock lead accepted: agents' clocks drift, but a reading from the future is a bug. */
+export const MAX_FUTURE_MS = 5 * 60_000;
+
+// GPU exporters report 9223372036854775794 (≈ 2^63) for "no value"; nothing real comes close.
+const SENTINEL_MIN = 9e18;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+// Epoch milliseconds before 2001-09-09 are almost certainly epoch seconds sent by mistake.
+const MIN_EPOCH_MS = 1e12;
+
+const measure = (max: number) => z.number().min(0).max(max).optional();
+
+/** The wire shape of one reading. Field names carry their units and are part of the public contract. */
+export const ReadingSchema = z.strictObject({
+  device: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters'),
+  kind: z.enum(DEVICE_KINDS).optional(),
+  model: z.string().min(1).max(64).optional(),
+  ts: z.union([z.string(), z.number()]),
+  power_w: measure(1e10),
+  hashrate_ths: measure(1e9),
+  expected_hashrate_ths: measure(1e9),
+  temp_c: z.number().min(-80).max(250).optional(),
+  fan_rpm: measure(1e6),
+  gpu_util_pct: measure(100),
+  gpu_mem_used_bytes: measure(2 ** 53),
+  available_power_w: measure(1e10),
+  status: z.enum(DEVICE_STATUSES).optional(),
+});
+export type Reading = z.infer<typeof ReadingSchema>;
+
+const METRIC_FIELDS = [
+  'power_w',
+  'hashrate_ths',
+  'expected_hashrate_ths',
+  'temp_c',
+  'fan_rpm',
+  'gpu_util_pct',
+  'gpu_mem_used_bytes',
+  'available_power_w',
+  'status',
+] as const satisfies readonly (keyof Reading & keyof ReadingMetrics)[];
+
+/** A reading that passed validation, not yet tied to a stored device. */
+export interface ValidReading extends Partial<ReadingMetrics> {
+  /** Position in the sender's batch, so results can name it. */
+  index: number;
+  device: string;
+  kind: DeviceKind | undefined;
+  model: string | undefined;
+  tsMs: number;
+}
+
+/** Why one reading of a batch was not stored. */
+export interface Rejection {
+  index: number;
+  field: string;
+  code: string;
+  message: string;
+}
+
+export interface ValidationWindow {
+  nowMs: number;
+  /** Readings older than this fall outside raw retention. */
+  oldestMs: number;
+}
+
+type Check = { ok: true; value: number } | { ok: false; code: string; message: string };
+
+/** Parses a wire timestamp (RFC 3339 or integer epoch ms) and checks it lies in the accepted window. */
+export function parseTimestamp(ts: string | number, window: ValidationWindow): Check {
+  let ms: number;
+  if (typeof ts === 'string') {
+    if (!RFC3339.test(ts))
+      return { ok: false, code: 'invalid_timestamp', message: 'expected an RFC 3339 timestamp' };
+    ms = Date.parse(ts);
+    if (Number.isNaN(ms)) return { ok: false, code: 'invalid_timestamp', message: 'not a real date' };
+  } else {
+    if (!Number.isInteger(ts))
+      return { ok: false, code: 'invalid_timestamp', message: 'epoch milliseconds must be an integer' };
+    if (ts < MIN_EPOCH_MS) {
+      return {
+        ok: false,
+        code: 'invalid_timestamp',
+        message: 'expected epoch milliseconds (this looks like seconds)',
+      };
+    }
+    ms = ts;
+  }
+  if (ms > window.nowMs + MAX_FUTURE_MS) {
+    return {
+      ok: false,
+      code: 'timestamp_in_future',
+      message: 'more than 5 minutes ahead of the server clock',
+    };
+  }
+  if (ms < window.oldestMs) {
+    return { ok: false, code: 'timestamp_too_old', message: 'older than the raw retention window' };
+  }
+  return { ok: true, value: ms };
+}
+
+function fieldOf(issue: core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return issue.keys[0] ?? '';
+  return issue.path.map(String).join('.') || '(reading)';
+}
+
+/** Turns zod's first issue into the contract's rejection, recognising known sentinel values. */
+function describeIssue(issue: core.$ZodIssue, raw: unknown): Omit<Rejection, 'index'> {
+  const field = fieldOf(issue);
+  const value = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[field] : undefined;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return { field, code: 'not_finite', message: 'numbers must be finite' };
+    if (value >= SENTINEL_MIN) {
+      return { field, code: 'sentinel_value', message: `${value} is an exporter's "no data" placeholder, not a reading` };
+    }
+    if (value === -1 && (field === 'power_w' || field === 'available_power_w')) {
+      return { field, code: 'sentinel_value', message: '-1 W is stock miner firmware\'s "unknown", not a reading' };
+    }
+  }
+  if (value === undefined && issue.path.length === 1 && issue.code !== 'unrecognized_keys') {
+    return { field, code: 'required', message: `${field} is required` };
+  }
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return { field, code: 'unknown_field', message: `unknown field "${field}"` };
+    case 'invalid_type':
+    case 'invalid_union':
+      return { field, code: 'invalid_type', message: issue.message };
+    case 'too_small':
+    case 'too_big':
+      return { field, code: 'out_of_range', message: issue.message };
+    case 'invalid_value':
+      return { field, code: 'invalid_value', message: issue.message };
+    default:
+      return { field, code: 'invalid', message: issue.message };
+  }
+}
+
+/** Validates one wire reading; either a ValidReading or the rejection that names the field at fault. */
+export function validateReading(
+  raw: unknown,
+  index: number,
+  window: ValidationWindow,
+): { ok: true; reading: ValidReading } | { ok: false; rejection: Rejection } {
+  const parsed = ReadingSchema.safeParse(raw);
+  if (!parsed.success)
+    return { ok: false, rejection: { index, ...describeIssue(parsed.error.issues[0]!, raw) } };
+  const r = parsed.data;
+  const ts = parseTimestamp(r.ts, window);
+  if (!ts.ok) return { ok: false, rejection: { index, field: 'ts', code: ts.code, message: ts.message } };
+  const reading: ValidReading = {
+    index,
+    device: r.device,
+    kind: r.kind,
+    model: r.model,
+    tsMs: ts.value,
+    power_w: r.power_w,
+    hashrate_ths: r.hashrate_ths,
+    expected_hashrate_ths: r.expected_hashrate_ths,
+    temp_c: r.temp_c,
+    fan_rpm: r.fan_rpm,
+    gpu_util_pct: r.gpu_util_pct,
+    gpu_mem_used_bytes: r.gpu_mem_used_bytes,
+    available_power_w: r.available_power_w,
+    status: r.status,
+  };
+  if (countSamples(reading) === 0) {
+    return {
+      ok: false,
+      rejection: {
+        index,
+        field: '(reading)',
+        code: 'no_metric',
+        message: 'a reading needs at least one metric',
+      },
+    };
+  }
+  return { ok: true, reading };
+}
+
+/** Validates a batch; one bad reading never sinks the others. */
+export function validateReadings(
+  raw: readonly unknown[],
+  window: ValidationWindow,
+): { valid: ValidReading[]; rejected: Rejection[] } {
+  const valid: ValidReading[] = [];
+  const rejected: Rejection[] = [];
+  for (let i = 0; i < raw.length; i++) {
+    const result = validateReading(raw[i], i, window);
+    if (result.ok) valid.push(result.reading);
+    else rejected.push(result.rejection);
+  }
+  return { valid, rejected };
+}
+
+/** Metric values (samples) a reading carries; status counts as one. */
+export function countSamples(reading: Partial<ReadingMetrics>): number {
+  let n = 0;
+  for (const name of METRIC_FIELDS) if (reading[name] !== undefined && reading[name] !== null) n++;
+  return n;
+}

@@ -1,0 +1,197 @@
+import { HashwattError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { Storage } from '../storage/database.ts';
+import { isDatabaseUnavailable, isDataError, isMissingPartition } from '../storage/errors.ts';
+import { type ReadingRecord, writeReadings } from '../storage/readings.ts';
+
+/** What the writer reports about itself; the metrics module implements it. */
+export interface WriterObserver {
+  batchCommitted(readings: number, requests: number, seconds: number): void;
+  batchFailed(reason: 'unavailable' | 'error'): void;
+}
+
+export const noopWriterObserver: WriterObserver = {
+  batchCommitted: () => {},
+  batchFailed: () => {},
+};
+
+export interface WriterOptions {
+  storage: Storage;
+  logger: Logger;
+  /** A transaction closes once it holds this many readings... */
+  maxBatchReadings: number;
+  /** ...or this long after the oldest waiting request arrived. */
+  flushDelayMs: number;
+  /** Bounds on what is admitted and not yet committed; past them, new work is refused (429). */
+  maxQueuedReadings: number;
+  maxQueuedBytes: number;
+  /** Called when a batch hits a day without a partition; the batch is retried once after it. */
+  ensurePartitions: () => Promise<void>;
+  observer?: WriterObserver;
+}
+
+/** Room held in the queue for one request, from admission until its readings commit or fail. */
+export interface Reservation {
+  readonly readings: number;
+  readonly bytes: number;
+  released: boolean;
+}
+
+interface Job {
+  records: ReadingRecord[];
+  reservation: Reservation;
+  resolve: (duplicate: boolean[]) => void;
+  reject: (error: unknown) => void;
+}
+
+const RETRY_AFTER_OVERLOAD_MS = 1_000;
+const RETRY_AFTER_UNAVAILABLE_MS = 5_000;
+
+/**
+ * Group commit: requests from every transport queue here and are written many to a transaction,
+ * so the cost of a commit (the fsync) is shared. A request's promise settles only after the
+ * transaction holding its readings has committed (or failed), which is what makes an ack durable.
+ */
+export class GroupCommitWriter {
+  readonly #o: Required<WriterOptions>;
+  readonly #queue: Job[] = [];
+  #queuedReadings = 0;
+  #reservedReadings = 0;
+  #reservedBytes = 0;
+  #inFlight = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(options: WriterOptions) {
+    this.#o = { observer: noopWriterObserver, ...options };
+  }
+
+  /** Readings and bytes admitted and not yet settled, and transactions under way. */
+  get depth() {
+    return { readings: this.#reservedReadings, bytes: this.#reservedBytes, transactions: this.#inFlight };
+  }
+
+  /** Holds room for a request, or refuses it (429) when the queue is full. */
+  reserve(readings: number, bytes: number): Reservation {
+    const empty = this.#reservedReadings === 0;
+    // An empty queue always admits one request, so a single oversized one cannot wedge forever.
+    if (
+      !empty &&
+      (this.#reservedReadings + readings > this.#o.maxQueuedReadings ||
+        this.#reservedBytes + bytes > this.#o.maxQueuedBytes)
+    ) {
+      throw new HashwattError('overloaded', 'the write queue is full; retry later', {
+        retryAfterMs: RETRY_AFTER_OVERLOAD_MS,
+      });
+    }
+    this.#reservedReadings += readings;
+    this.#reservedBytes += bytes;
+    return { readings, bytes, released: false };
+  }
+
+  /** Gives back a reservation's room (idempotent). */
+  release(reservation: Reservation): void {
+    if (reservation.released) return;
+    reservation.released = true;
+    this.#reservedReadings -= reservation.readings;
+    this.#reservedBytes -= reservation.bytes;
+    if (this.#reservedReadings === 0 && this.#inFlight === 0 && this.#queue.length === 0) this.#notifyIdle();
+  }
+
+  /** Queues records for the next transaction; resolves with a duplicate flag per record after commit. */
+  write(reservation: Reservation, records: ReadingRecord[]): Promise<boolean[]> {
+    if (records.length === 0) {
+      this.release(reservation);
+      return Promise.resolve([]);
+    }
+    return new Promise<boolean[]>((resolve, reject) => {
+      this.#queue.push({ records, reservation, resolve, reject });
+      this.#queuedReadings += records.length;
+      if (this.#queuedReadings >= this.#o.maxBatchReadings) this.#pump();
+      else this.#timer ??= setTimeout(() => this.#pump(), this.#o.flushDelayMs);
+    });
+  }
+
+  /** Resolves once everything queued or in flight has settled. */
+  idle(): Promise<void> {
+    if (this.#queue.length === 0 && this.#inFlight === 0 && this.#reservedReadings === 0)
+      return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #notifyIdle(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #pump(): void {
+    if (this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    while (this.#inFlight < this.#o.storage.writeConcurrency && this.#queue.length > 0) {
+      const batch: Job[] = [];
+      let readings = 0;
+      while (
+        this.#queue.length > 0 &&
+        (batch.length === 0 || readings + this.#queue[0]!.records.length <= this.#o.maxBatchReadings)
+      ) {
+        const job = this.#queue.shift()!;
+        batch.push(job);
+        readings += job.records.length;
+      }
+      this.#queuedReadings -= readings;
+      this.#inFlight++;
+      void this.#commit(batch).finally(() => {
+        this.#inFlight--;
+        if (this.#queue.length > 0) this.#pump();
+        else if (this.#inFlight === 0 && this.#reservedReadings === 0) this.#notifyIdle();
+      });
+    }
+  }
+
+  async #commit(batch: Job[]): Promise<void> {
+    const records = batch.length === 1 ? batch[0]!.records : batch.flatMap((j) => j.records);
+    const started = performance.now();
+    try {
+      const { duplicate } = await this.#writeWithPartitionRetry(records);
+      this.#o.observer.batchCommitted(records.length, batch.length, (performance.now() - started) / 1000);
+      let offset = 0;
+      for (const job of batch) {
+        const end = offset + job.records.length;
+        this.release(job.reservation);
+        job.resolve(duplicate.slice(offset, end));
+        offset = end;
+      }
+    } catch (error) {
+      if (batch.length > 1 && isDataError(error)) {
+        // One request's data broke the statement; commit the others without it.
+        await Promise.all(batch.map((job) => this.#commit([job])));
+        return;
+      }
+      const unavailable = isDatabaseUnavailable(error);
+      this.#o.observer.batchFailed(unavailable ? 'unavailable' : 'error');
+      const failure = unavailable
+        ? new HashwattError('database_unavailable', 'the database is unavailable; retry later', {
+            retryAfterMs: RETRY_AFTER_UNAVAILABLE_MS,
+          })
+        : error;
+      if (!unavailable) this.#o.logger.error({ err: error, readings: records.length }, 'batch write failed');
+      for (const job of batch) {
+        this.release(job.reservation);
+        job.reject(failure);
+      }
+    }
+  }
+
+  async #writeWithPartitionRetry(records: ReadingRecord[]) {
+    try {
+      return await writeReadings(this.#o.storage.db, records, new Date());
+    } catch (error) {
+      if (!isMissingPartition(error)) throw error;
+      await this.#o.ensurePartitions();
+      return writeReadings(this.#o.storage.db, records, new Date());
+    }
+  }
+}

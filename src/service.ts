@@ -1,0 +1,165 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createAdaptorServer } from '@hono/node-server';
+import type { Config } from './config.ts';
+import { createApp, type MetricsEndpoint, type Readiness } from './http/app.ts';
+import { DeviceDirectory } from './ingest/device-directory.ts';
+import { type IngestObserver, IngestPipeline } from './ingest/pipeline.ts';
+import { StreamServer } from './ingest/websocket.ts';
+import { GroupCommitWriter, type WriterObserver } from './ingest/writer.ts';
+import type { Logger } from './log.ts';
+import { authenticateToken } from './sites/service.ts';
+import { openDatabase, type Storage } from './storage/database.ts';
+import { migrateToLatest, pendingMigrations } from './storage/migrate.ts';
+import { dropExpiredPartitions, ensurePartitions } from './storage/partitions.ts';
+
+/** Knobs tests and benchmarks turn; production uses the defaults. */
+export interface ServiceTuning {
+  maxBatchReadings?: number;
+  flushDelayMs?: number;
+  maxQueuedReadings?: number;
+  maxQueuedBytes?: number;
+  heartbeatMs?: number;
+  maintenanceIntervalMs?: number;
+  writerObserver?: WriterObserver;
+  ingestObserver?: IngestObserver;
+  metrics?: (deps: { storage: Storage; writer: GroupCommitWriter; streams: () => number }) => MetricsEndpoint;
+}
+
+export interface RunningService {
+  readonly url: string;
+  readonly storage: Storage;
+  readonly server: Server;
+  /** Graceful stop: refuse new work, commit and ack what was admitted, close sockets and the database. */
+  stop(): Promise<void>;
+}
+
+/** Opens the database, migrates, and serves HTTP and WebSocket ingest until stopped. */
+export async function startService(
+  config: Config,
+  logger: Logger,
+  tuning: ServiceTuning = {},
+): Promise<RunningService> {
+  const storage = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.dbPoolSize,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    logger,
+  });
+  try {
+    const applied = await migrateToLatest(storage.db);
+    if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+  } catch (error) {
+    await storage.close();
+    throw error;
+  }
+
+  const partitionPolicy = { retentionDays: config.retentionDays, aheadDays: config.partitionsAheadDays };
+  const maintainPartitions = async () => {
+    const now = Date.now();
+    const created = await ensurePartitions(storage.db, now, partitionPolicy);
+    const dropped = await dropExpiredPartitions(storage.db, now, config.retentionDays);
+    if (created.length + dropped.length > 0) {
+      logger.info({ created: created.length, newest: created.at(-1), dropped }, 'partitions maintained');
+    }
+  };
+  await maintainPartitions();
+  const maintenance = setInterval(() => {
+    maintainPartitions().catch((err) => logger.warn({ err: String(err) }, 'partition maintenance failed'));
+  }, tuning.maintenanceIntervalMs ?? 3_600_000);
+  maintenance.unref();
+
+  const writer = new GroupCommitWriter({
+    storage,
+    logger,
+    maxBatchReadings: tuning.maxBatchReadings ?? 5_000,
+    flushDelayMs: tuning.flushDelayMs ?? 5,
+    maxQueuedReadings: tuning.maxQueuedReadings ?? 100_000,
+    maxQueuedBytes: tuning.maxQueuedBytes ?? 64 * 1024 * 1024,
+    ensurePartitions: async () => {
+      await ensurePartitions(storage.db, Date.now(), partitionPolicy);
+    },
+    ...(tuning.writerObserver && { observer: tuning.writerObserver }),
+  });
+  const directory = new DeviceDirectory(storage.db, config.maxDevicesPerSite);
+  const pipeline = new IngestPipeline({
+    directory,
+    writer,
+    retentionDays: config.retentionDays,
+    ...(tuning.ingestObserver && { observer: tuning.ingestObserver }),
+  });
+  const authenticateSite = (token: string) => authenticateToken(storage, token);
+
+  let stopping = false;
+  let migrated = false;
+  const readiness = async (): Promise<Readiness> => {
+    if (stopping) return { ready: false, reason: 'shutting down' };
+    try {
+      await storage.ping();
+    } catch (error) {
+      return { ready: false, reason: `database unreachable: ${(error as Error).message}` };
+    }
+    if (!migrated) {
+      const pending = await pendingMigrations(storage.db);
+      if (pending.length > 0) return { ready: false, reason: `migrations pending: ${pending.join(', ')}` };
+      migrated = true;
+    }
+    return { ready: true };
+  };
+
+  let streams: StreamServer | undefined;
+  const app = createApp({
+    storage,
+    pipeline,
+    logger,
+    adminToken: config.adminToken,
+    authenticateSite,
+    readiness,
+    onSiteDeleted: (id) => directory.forgetSite(id),
+    ...(tuning.metrics && {
+      metrics: tuning.metrics({ storage, writer, streams: () => streams?.connections ?? 0 }),
+    }),
+  });
+  const server = createAdaptorServer({ fetch: app.fetch }) as Server;
+  streams = new StreamServer({
+    pipeline,
+    authenticate: authenticateSite,
+    logger,
+    ...(tuning.heartbeatMs && { heartbeatMs: tuning.heartbeatMs }),
+  });
+  streams.attach(server);
+  // Node's default keep-alive (5 s) is shorter than many agents' push interval; keep sockets warm.
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  logger.info(
+    { url, backend: storage.backend, data_dir: storage.backend === 'pglite' ? config.dataDir : undefined },
+    'hashwatt listening',
+  );
+
+  return {
+    url,
+    storage,
+    server,
+    stop: async () => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(maintenance);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // Admitted work commits and is acknowledged before any socket is closed.
+      await Promise.all([streams?.close(config.shutdownTimeoutMs), pipeline.close()]);
+      const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
+      await closed;
+      clearTimeout(deadline);
+      await storage.close();
+      logger.info('hashwatt stopped');
+    },
+  };
+}

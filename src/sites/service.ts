@@ -1,0 +1,126 @@
+import { z } from 'zod';
+import { HashwattError } from '../errors.ts';
+import type { AuthenticatedSite } from '../ingest/pipeline.ts';
+import type { Storage } from '../storage/database.ts';
+import { SITE_KINDS, type SiteRow } from '../storage/schema.ts';
+import * as sites from '../storage/sites.ts';
+import { digestsEqual, generateToken, hashToken } from './tokens.ts';
+
+const metadata = z.record(z.string(), z.unknown());
+const capacityKw = z.number().min(0).max(10_000_000); // up to 10 GW
+
+/** Body of `POST /api/v1/sites`. */
+export const NewSiteRequest = z.strictObject({
+  name: z
+    .string()
+    .min(1)
+    .max(100)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]*$/, 'letters, digits, space, dot, underscore, dash'),
+  kind: z.enum(SITE_KINDS),
+  capacity_kw: capacityKw,
+  region: z.string().max(100).nullish(),
+  timezone: z.string().max(64).nullish(),
+  metadata: metadata.optional(),
+});
+export type NewSiteRequest = z.infer<typeof NewSiteRequest>;
+
+/** Body of `PATCH /api/v1/sites/:id`: any subset. */
+export const SitePatchRequest = NewSiteRequest.partial();
+export type SitePatchRequest = z.infer<typeof SitePatchRequest>;
+
+/** A site as the API shows it (never its token or token hash). */
+export interface SiteView {
+  id: number;
+  name: string;
+  kind: SiteRow['kind'];
+  capacity_w: number;
+  capacity_kw: number;
+  region: string | null;
+  timezone: string | null;
+  metadata: Record<string, unknown>;
+  created_at: string;
+  updated_at: string;
+}
+
+export function viewSite(row: SiteRow): SiteView {
+  return {
+    id: row.id,
+    name: row.name,
+    kind: row.kind,
+    capacity_w: row.capacity_w,
+    capacity_kw: row.capacity_w / 1000,
+    region: row.region,
+    timezone: row.timezone,
+    metadata: row.metadata,
+    created_at: row.created_at.toISOString(),
+    updated_at: row.updated_at.toISOString(),
+  };
+}
+
+const notFound = (id: number) => new HashwattError('not_found', `no site with id ${id}`);
+
+/** Creates a site and its first ingest token, which is returned only here. */
+export async function createSite(
+  storage: Storage,
+  input: NewSiteRequest,
+): Promise<{ site: SiteView; token: string }> {
+  const token = generateToken();
+  const row = await sites.insertSite(storage.db, {
+    name: input.name,
+    kind: input.kind,
+    capacity_w: input.capacity_kw * 1000,
+    region: input.region ?? null,
+    timezone: input.timezone ?? null,
+    metadata: input.metadata ?? {},
+    token_hash: hashToken(token),
+  });
+  if (!row) throw new HashwattError('site_exists', `a site named "${input.name}" exists`, { field: 'name' });
+  return { site: viewSite(row), token };
+}
+
+export async function listSites(storage: Storage): Promise<SiteView[]> {
+  return (await sites.listSites(storage.db)).map(viewSite);
+}
+
+export async function getSite(storage: Storage, id: number): Promise<SiteView> {
+  const row = await sites.findSite(storage.db, id);
+  if (!row) throw notFound(id);
+  return viewSite(row);
+}
+
+export async function updateSite(storage: Storage, id: number, patch: SitePatchRequest): Promise<SiteView> {
+  const { capacity_kw, ...rest } = patch;
+  const row = await sites.updateSite(storage.db, id, {
+    ...rest,
+    ...(capacity_kw !== undefined && { capacity_w: capacity_kw * 1000 }),
+  });
+  if (!row) throw notFound(id);
+  return viewSite(row);
+}
+
+/** Issues a new token; the old one stops working with the same statement. */
+export async function rotateToken(storage: Storage, id: number): Promise<string> {
+  const token = generateToken();
+  if (!(await sites.replaceTokenHash(storage.db, id, hashToken(token)))) throw notFound(id);
+  return token;
+}
+
+/** Deletes a site; refuses while it holds data unless `purge`. */
+export async function deleteSite(storage: Storage, id: number, purge: boolean): Promise<void> {
+  if (!(await sites.findSite(storage.db, id))) throw notFound(id);
+  if (!purge && (await sites.siteHasData(storage.db, id))) {
+    throw new HashwattError('site_has_data', 'the site has devices or readings; delete with ?purge=true');
+  }
+  await sites.deleteSite(storage.db, id);
+}
+
+/** The site a token belongs to, looked up by its digest and compared in constant time. */
+export async function authenticateToken(
+  storage: Storage,
+  token: string,
+): Promise<AuthenticatedSite | undefined> {
+  const digest = hashToken(token);
+  const site = await sites.findSiteByTokenHash(storage.db, digest);
+  if (!site || !digestsEqual(site.token_hash, digest)) return undefined;
+  return { id: site.id, name: site.name };
+}

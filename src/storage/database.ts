@@ -1,0 +1,142 @@
+import { mkdirSync } from 'node:fs';
+import { PGlite } from '@electric-sql/pglite';
+import {
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  PGliteDialect,
+  PostgresDialect,
+  sql,
+  type TransactionSettings,
+} from 'kysely';
+import pg from 'pg';
+import type { Logger } from '../log.ts';
+import type { Database } from './schema.ts';
+
+export type Backend = 'postgres' | 'pglite';
+
+/** An open database: the Kysely handle plus what the service needs to know about the backend. */
+export interface Storage {
+  readonly db: Kysely<Database>;
+  readonly backend: Backend;
+  /** How many write transactions may usefully run at once (PGlite has one connection). */
+  readonly writeConcurrency: number;
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  /** A postgres:// URL; when absent, embedded PGlite under `dataDir`. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  poolSize?: number;
+  statementTimeoutMs?: number;
+  logger: Logger;
+}
+
+/** Opens the configured backend. Does not run migrations. */
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Storage> {
+  return options.databaseUrl ? openPostgres(options.databaseUrl, options) : openPglite(options.dataDir);
+}
+
+function openPostgres(url: string, options: OpenDatabaseOptions): Storage {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.poolSize ?? 10,
+    // pg waits forever for a connection by default; a dead server must surface as an error quickly.
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: options.statementTimeoutMs ?? 30_000,
+    idle_in_transaction_session_timeout: 60_000,
+    application_name: 'hashwatt',
+  });
+  // Idle clients emit 'error' when the server goes away; unhandled, that would crash the process.
+  pool.on('error', (err) => options.logger.warn({ err: err.message }, 'postgres idle client error'));
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    db,
+    backend: 'postgres',
+    writeConcurrency: 2,
+    ping: async () => {
+      await sql`SELECT 1`.execute(db);
+    },
+    close: () => db.destroy(),
+  };
+}
+
+async function openPglite(dataDir: string): Promise<Storage> {
+  mkdirSync(dataDir, { recursive: true });
+  const pglite = await PGlite.create(dataDir);
+  const db = new Kysely<Database>({ dialect: new SerializedPGliteDialect({ pglite }) });
+  return {
+    db,
+    backend: 'pglite',
+    writeConcurrency: 1,
+    ping: async () => {
+      await sql`SELECT 1`.execute(db);
+    },
+    close: () => db.destroy(),
+  };
+}
+
+/**
+ * PGlite is one connection, and Kysely's driver hands it to every caller at once, so a query issued
+ * while another caller's transaction is open would run inside that transaction. Serialising
+ * acquire/release gives PGlite the same isolation a pool gives real Postgres.
+ */
+class SerializedPGliteDialect extends PGliteDialect {
+  override createDriver(): Driver {
+    return new SerializedDriver(super.createDriver());
+  }
+}
+
+class SerializedDriver implements Driver {
+  readonly #inner: Driver;
+  #tail: Promise<void> = Promise.resolve();
+  readonly #releases = new Map<DatabaseConnection, () => void>();
+
+  constructor(inner: Driver) {
+    this.#inner = inner;
+  }
+
+  init(): Promise<void> {
+    return this.#inner.init();
+  }
+
+  async acquireConnection(): Promise<DatabaseConnection> {
+    const previous = this.#tail;
+    let release!: () => void;
+    this.#tail = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    await previous;
+    const connection = await this.#inner.acquireConnection();
+    this.#releases.set(connection, release);
+    return connection;
+  }
+
+  async releaseConnection(connection: DatabaseConnection): Promise<void> {
+    await this.#inner.releaseConnection(connection);
+    const release = this.#releases.get(connection);
+    this.#releases.delete(connection);
+    release?.();
+  }
+
+  beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+    return this.#inner.beginTransaction(connection, settings);
+  }
+
+  commitTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.#inner.commitTransaction(connection);
+  }
+
+  rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    return this.#inner.rollbackTransaction(connection);
+  }
+
+  async destroy(): Promise<void> {
+    await this.#tail;
+    await this.#inner.destroy();
+  }
+}

@@ -1,0 +1,51 @@
+// SQLSTATE classes and codes that mean "the database is not there right now" rather than "this
+// statement is wrong": the client may retry the same request later and it will succeed.
+const UNAVAILABLE_CODES = new Set([
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+  '53400',
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
+]);
+const UNAVAILABLE_MESSAGES = [
+  'Connection terminated',
+  'connection timeout',
+  'timeout exceeded when trying to connect',
+  'Client has encountered a connection error',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'the database system is',
+];
+
+function codeOf(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** True when the error says the database is unreachable or restarting. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const code = codeOf(error);
+  if (code && (UNAVAILABLE_CODES.has(code) || code === 'ECONNREFUSED' || code === 'ECONNRESET')) return true;
+  const message = error instanceof Error ? error.message : String(error);
+  return UNAVAILABLE_MESSAGES.some((m) => message.includes(m));
+}
+
+/** True when a row's time has no partition to go to. */
+export function isMissingPartition(error: unknown): boolean {
+  return (
+    codeOf(error) === '23514' && error instanceof Error && error.message.includes('no partition of relation')
+  );
+}
+
+/** True for errors caused by the data of one statement (bad value, constraint): splitting the batch isolates it. */
+export function isDataError(error: unknown): boolean {
+  const code = codeOf(error);
+  return code !== undefined && (code.startsWith('22') || code.startsWith('23'));
+}

@@ -1,0 +1,198 @@
+import { type Kysely, sql } from 'kysely';
+import type { Database, DeviceStatus, ReadingMetrics } from './schema.ts';
+
+/** A validated reading resolved to its site and device ids, ready to store. */
+export interface ReadingRecord extends Partial<ReadingMetrics> {
+  site_id: number;
+  device_id: number;
+  /** Reading time, epoch milliseconds. */
+  ts_ms: number;
+}
+
+export interface WriteResult {
+  /** Readings newly stored. */
+  inserted: number;
+  /** For each input reading, true when the same (site, device, ts) was already stored (or came earlier in the batch). */
+  duplicate: boolean[];
+}
+
+const METRIC_COLUMNS = [
+  'power_w',
+  'hashrate_ths',
+  'expected_hashrate_ths',
+  'temp_c',
+  'fan_rpm',
+  'gpu_util_pct',
+  'gpu_mem_used_bytes',
+  'available_power_w',
+] as const satisfies readonly (keyof ReadingMetrics)[];
+
+/**
+ * Postgres array literal built by hand: pg's generic array serialiser costs about as much Node CPU
+ * as everything else on the write path together (docs/storage.md). Values are numbers we validated
+ * or enum labels, so nothing needs quoting.
+ */
+function numberArrayLiteral(values: ArrayLike<number | null | undefined>): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ',';
+    out += v === null || v === undefined ? 'NULL' : String(v);
+  }
+  return `${out}}`;
+}
+
+function statusArrayLiteral(values: ArrayLike<DeviceStatus | null | undefined>): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ',';
+    out += v ?? 'NULL';
+  }
+  return `${out}}`;
+}
+
+function column<K extends keyof ReadingRecord>(
+  records: readonly ReadingRecord[],
+  key: K,
+): ReadingRecord[K][] {
+  const values = new Array<ReadingRecord[K]>(records.length);
+  for (let i = 0; i < records.length; i++) values[i] = records[i]![key];
+  return values;
+}
+
+/**
+ * The unnest() arguments for a set of records, in the column order the insert statements use.
+ * Timestamps travel as epoch milliseconds and are converted in SQL; to_timestamp() rounds to the
+ * microsecond, so milliseconds round-trip exactly.
+ */
+function unnestArguments(records: readonly ReadingRecord[]) {
+  return {
+    siteId: numberArrayLiteral(column(records, 'site_id')),
+    deviceId: numberArrayLiteral(column(records, 'device_id')),
+    tsMs: numberArrayLiteral(column(records, 'ts_ms')),
+    metrics: METRIC_COLUMNS.map((name) => numberArrayLiteral(column(records, name))),
+    status: statusArrayLiteral(column(records, 'status')),
+  };
+}
+
+/**
+ * Stores a batch of readings in the caller's transaction. Rows whose (site, device, ts) already
+ * exists are skipped and reported as duplicates, which makes a retried batch idempotent.
+ */
+export async function insertReadings(
+  trx: Kysely<Database>,
+  records: readonly ReadingRecord[],
+): Promise<WriteResult> {
+  if (records.length === 0) return { inserted: 0, duplicate: [] };
+  const a = unnestArguments(records);
+  const [power, hashrate, expected, temp, fan, util, mem, available] = a.metrics;
+  const { rows } = await sql<{ device_id: number; ts: Date }>`
+    INSERT INTO readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c,
+      fan_rpm, gpu_util_pct, gpu_mem_used_bytes, available_power_w, status)
+    SELECT s, d, to_timestamp(t / 1000.0), p, h, e, tc, f, u, m, av, st
+    FROM unnest(${a.siteId}::int[], ${a.deviceId}::int[], ${a.tsMs}::float8[], ${power}::float8[],
+      ${hashrate}::float8[], ${expected}::float8[], ${temp}::real[], ${fan}::real[], ${util}::real[],
+      ${mem}::float8[], ${available}::float8[], ${a.status}::device_status[])
+      AS u(s, d, t, p, h, e, tc, f, u, m, av, st)
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, ts`.execute(trx);
+  return { inserted: rows.length, duplicate: markDuplicates(records, rows) };
+}
+
+/**
+ * Which input rows were not inserted. The first occurrence of a key inside the batch is the one
+ * Postgres stores, so later repeats in the same batch count as duplicates too.
+ */
+export function markDuplicates(
+  records: readonly ReadingRecord[],
+  inserted: readonly { device_id: number; ts: Date }[],
+): boolean[] {
+  if (inserted.length === records.length) return new Array<boolean>(records.length).fill(false);
+  const fresh = new Set<string>();
+  for (const row of inserted) fresh.add(`${row.device_id}:${row.ts.getTime()}`);
+  return records.map((r) => {
+    const key = `${r.device_id}:${r.ts_ms}`;
+    if (fresh.has(key)) {
+      fresh.delete(key);
+      return false;
+    }
+    return true;
+  });
+}
+
+/**
+ * Moves each device's latest state forward to its newest reading in the batch, in the caller's
+ * transaction, so "what is every device doing now" never disagrees with what was committed.
+ */
+export async function updateDeviceLatest(
+  trx: Kysely<Database>,
+  records: readonly ReadingRecord[],
+  receivedAt: Date,
+): Promise<void> {
+  const newest = new Map<number, ReadingRecord>();
+  for (const r of records) {
+    const seen = newest.get(r.device_id);
+    if (!seen || r.ts_ms > seen.ts_ms) newest.set(r.device_id, r);
+  }
+  if (newest.size === 0) return;
+  const a = unnestArguments([...newest.values()]);
+  const [power, hashrate, expected, temp, fan, util, mem, available] = a.metrics;
+  await sql`
+    INSERT INTO device_latest (device_id, site_id, ts, received_at, power_w, hashrate_ths,
+      expected_hashrate_ths, temp_c, fan_rpm, gpu_util_pct, gpu_mem_used_bytes, available_power_w, status)
+    SELECT d, s, to_timestamp(t / 1000.0), ${receivedAt.toISOString()}::timestamptz, p, h, e, tc, f, u, m, av, st
+    FROM unnest(${a.siteId}::int[], ${a.deviceId}::int[], ${a.tsMs}::float8[], ${power}::float8[],
+      ${hashrate}::float8[], ${expected}::float8[], ${temp}::real[], ${fan}::real[], ${util}::real[],
+      ${mem}::float8[], ${available}::float8[], ${a.status}::device_status[])
+      AS u(s, d, t, p, h, e, tc, f, u, m, av, st)
+    ON CONFLICT (device_id) DO UPDATE SET
+      site_id = excluded.site_id, ts = excluded.ts, received_at = excluded.received_at,
+      power_w = excluded.power_w, hashrate_ths = excluded.hashrate_ths,
+      expected_hashrate_ths = excluded.expected_hashrate_ths, temp_c = excluded.temp_c,
+      fan_rpm = excluded.fan_rpm, gpu_util_pct = excluded.gpu_util_pct,
+      gpu_mem_used_bytes = excluded.gpu_mem_used_bytes, available_power_w = excluded.available_power_w,
+      status = excluded.status
+    -- >= so a retried reading still refreshes received_at; an older (backfilled) one never wins.
+    WHERE excluded.ts >= device_latest.ts`.execute(trx);
+}
+
+/** Stores a batch and moves the latest state forward, in one transaction. */
+export async function writeReadings(
+  db: Kysely<Database>,
+  records: readonly ReadingRecord[],
+  receivedAt: Date,
+): Promise<WriteResult> {
+  return db.transaction().execute(async (trx) => {
+    const result = await insertReadings(trx, records);
+    await updateDeviceLatest(trx, records, receivedAt);
+    return result;
+  });
+}
+
+/** Readings of one device in [fromMs, toMs), oldest first. */
+export async function readDeviceReadings(
+  db: Kysely<Database>,
+  siteId: number,
+  deviceId: number,
+  fromMs: number,
+  toMs: number,
+) {
+  return db
+    .selectFrom('readings')
+    .selectAll()
+    .where('site_id', '=', siteId)
+    .where('device_id', '=', deviceId)
+    .where('ts', '>=', new Date(fromMs))
+    .where('ts', '<', new Date(toMs))
+    .orderBy('ts')
+    .execute();
+}
+
+/** Number of stored readings of a site (all of them when `siteId` is undefined). */
+export async function countReadings(db: Kysely<Database>, siteId?: number): Promise<number> {
+  let query = db.selectFrom('readings').select(sql<number>`count(*)::int`.as('n'));
+  if (siteId !== undefined) query = query.where('site_id', '=', siteId);
+  const row = await query.executeTakeFirstOrThrow();
+  return row.n;
+}

@@ -1,0 +1,126 @@
+import { type Kysely, sql } from 'kysely';
+import type { Database, SiteKind, SiteRow } from './schema.ts';
+
+export interface NewSiteInput {
+  name: string;
+  kind: SiteKind;
+  capacity_w: number;
+  region?: string | null;
+  timezone?: string | null;
+  metadata?: Record<string, unknown>;
+  token_hash: Uint8Array;
+}
+
+export interface SitePatch {
+  name?: string;
+  kind?: SiteKind;
+  capacity_w?: number;
+  region?: string | null;
+  timezone?: string | null;
+  metadata?: Record<string, unknown>;
+  thresholds?: Record<string, unknown>;
+}
+
+/** Inserts a site; returns undefined when the name is taken. */
+export async function insertSite(db: Kysely<Database>, input: NewSiteInput): Promise<SiteRow | undefined> {
+  return db
+    .insertInto('sites')
+    .values({
+      name: input.name,
+      kind: input.kind,
+      capacity_w: input.capacity_w,
+      region: input.region ?? null,
+      timezone: input.timezone ?? null,
+      metadata: JSON.stringify(input.metadata ?? {}),
+      token_hash: Buffer.from(input.token_hash),
+    })
+    .onConflict((oc) => oc.column('name').doNothing())
+    .returningAll()
+    .executeTakeFirst();
+}
+
+export async function listSites(db: Kysely<Database>): Promise<SiteRow[]> {
+  return db.selectFrom('sites').selectAll().orderBy('id').execute();
+}
+
+export async function findSite(db: Kysely<Database>, id: number): Promise<SiteRow | undefined> {
+  return db.selectFrom('sites').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+export async function findSiteByName(db: Kysely<Database>, name: string): Promise<SiteRow | undefined> {
+  return db.selectFrom('sites').selectAll().where('name', '=', name).executeTakeFirst();
+}
+
+/** The site holding a token digest (looked up by its unique index). */
+export async function findSiteByTokenHash(
+  db: Kysely<Database>,
+  tokenHash: Uint8Array,
+): Promise<Pick<SiteRow, 'id' | 'name' | 'kind' | 'token_hash'> | undefined> {
+  return db
+    .selectFrom('sites')
+    .select(['id', 'name', 'kind', 'token_hash'])
+    .where('token_hash', '=', Buffer.from(tokenHash))
+    .executeTakeFirst();
+}
+
+/** Applies a partial update; `thresholds` is stored as given (the caller merges). Undefined when absent. */
+export async function updateSite(
+  db: Kysely<Database>,
+  id: number,
+  patch: SitePatch,
+): Promise<SiteRow | undefined> {
+  const { metadata, thresholds, ...columns } = patch;
+  return db
+    .updateTable('sites')
+    .set({
+      ...columns,
+      ...(metadata !== undefined && { metadata: JSON.stringify(metadata) }),
+      ...(thresholds !== undefined && { thresholds: JSON.stringify(thresholds) }),
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** Replaces a site's token digest; the old token stops matching in the same statement. */
+export async function replaceTokenHash(
+  db: Kysely<Database>,
+  id: number,
+  tokenHash: Uint8Array,
+): Promise<boolean> {
+  const result = await db
+    .updateTable('sites')
+    .set({ token_hash: Buffer.from(tokenHash), updated_at: sql`now()` })
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/** True when any device or reading of the site is stored. */
+export async function siteHasData(db: Kysely<Database>, id: number): Promise<boolean> {
+  const device = await db
+    .selectFrom('devices')
+    .select('id')
+    .where('site_id', '=', id)
+    .limit(1)
+    .executeTakeFirst();
+  if (device) return true;
+  const reading = await db
+    .selectFrom('readings')
+    .select('ts')
+    .where('site_id', '=', id)
+    .limit(1)
+    .executeTakeFirst();
+  return reading !== undefined;
+}
+
+/** Deletes a site with its devices, latest state and readings. */
+export async function deleteSite(db: Kysely<Database>, id: number): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    // readings has no foreign key (it would cost every insert), so it is purged explicitly.
+    await trx.deleteFrom('readings').where('site_id', '=', id).execute();
+    const result = await trx.deleteFrom('sites').where('id', '=', id).executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  });
+}
