@@ -155,8 +155,12 @@ export async function startService(
       server.closeIdleConnections();
       // Admitted work commits and is acknowledged before any socket is closed.
       await Promise.all([streams?.close(config.shutdownTimeoutMs), pipeline.close()]);
+      // Keep-alive sockets that finish a response after close() would hold it open; sweep them.
+      const sweep = setInterval(() => server.closeIdleConnections(), 100);
       const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
+      server.closeIdleConnections();
       await closed;
+      clearInterval(sweep);
       clearTimeout(deadline);
       await storage.close();
       logger.info('hashwatt stopped');

@@ -6,6 +6,7 @@ import type { IngestPipeline } from '../ingest/pipeline.ts';
 import type { Logger } from '../log.ts';
 import { siteRoutes } from '../sites/routes.ts';
 import type { Storage } from '../storage/database.ts';
+import { domainError } from '../storage/errors.ts';
 import { requireAdmin, type SiteAuthenticator } from './auth.ts';
 import { errorResponse } from './errors.ts';
 
@@ -67,7 +68,8 @@ export function createApp(deps: AppDeps) {
     }
   });
 
-  app.onError((error, c) => {
+  app.onError((thrown, c) => {
+    const error = domainError(thrown);
     if (!(error instanceof HashwattError)) {
       deps.logger.error({ err: error, request_id: c.get('requestId'), path: c.req.path }, 'unhandled error');
     } else {

@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import { ERROR_STATUS, type ErrorCode, HashwattError } from '../errors.ts';
+import { domainError } from '../storage/errors.ts';
 
 /** The one shape of every error response. */
 export interface ErrorEnvelope {
@@ -7,7 +8,8 @@ export interface ErrorEnvelope {
 }
 
 /** Renders any thrown value as the error envelope; unexpected errors become a 500 that leaks nothing. */
-export function errorResponse(c: Context, error: unknown): Response {
+export function errorResponse(c: Context, thrown: unknown): Response {
+  const error = domainError(thrown);
   const known = error instanceof HashwattError ? error : undefined;
   const code: ErrorCode = known?.code ?? 'internal';
   const status = ERROR_STATUS[code];

@@ -1,5 +1,5 @@
 import { HashwattError } from '../errors.ts';
-import { isDatabaseUnavailable } from '../storage/errors.ts';
+import { domainError } from '../storage/errors.ts';
 import { retentionCutoff } from '../storage/partitions.ts';
 import type { DeviceDirectory } from './device-directory.ts';
 import { countSamples, type Rejection, validateReadings } from './reading.ts';
@@ -97,12 +97,7 @@ export class IngestPipeline {
       this.#o.observer.batchIngested({ transport, site, ...result, acceptedSamples });
       return result;
     } catch (error) {
-      if (isDatabaseUnavailable(error)) {
-        throw new HashwattError('database_unavailable', 'the database is unavailable; retry later', {
-          retryAfterMs: 5_000,
-        });
-      }
-      throw error;
+      throw domainError(error);
     } finally {
       writer.release(reservation);
     }

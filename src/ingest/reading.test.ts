@@ -52,7 +52,7 @@ describe('validateReading', () => {
     [{ ...asic, voltage_v: 12 }, 'voltage_v', 'unknown_field'],
     [{ ...asic, power_w: -1 }, 'power_w', 'sentinel_value'],
     [{ ...asic, power_w: -5 }, 'power_w', 'out_of_range'],
-    [{ ...asic, gpu_util_pct: 9223372036854775794 }, 'gpu_util_pct', 'sentinel_value'],
+    [{ ...asic, gpu_util_pct: JSON.parse('9223372036854775794') }, 'gpu_util_pct', 'sentinel_value'],
     [{ ...asic, hashrate_ths: Number.POSITIVE_INFINITY }, 'hashrate_ths', 'not_finite'],
     [{ ...asic, gpu_util_pct: 100.5 }, 'gpu_util_pct', 'out_of_range'],
     [{ ...asic, power_w: '3520' }, 'power_w', 'invalid_type'],

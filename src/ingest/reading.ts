@@ -117,10 +117,18 @@ function describeIssue(issue: core.$ZodIssue, raw: unknown): Omit<Rejection, 'in
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) return { field, code: 'not_finite', message: 'numbers must be finite' };
     if (value >= SENTINEL_MIN) {
-      return { field, code: 'sentinel_value', message: `${value} is an exporter's "no data" placeholder, not a reading` };
+      return {
+        field,
+        code: 'sentinel_value',
+        message: `${value} is an exporter's "no data" placeholder, not a reading`,
+      };
     }
     if (value === -1 && (field === 'power_w' || field === 'available_power_w')) {
-      return { field, code: 'sentinel_value', message: '-1 W is stock miner firmware\'s "unknown", not a reading' };
+      return {
+        field,
+        code: 'sentinel_value',
+        message: '-1 W is stock miner firmware\'s "unknown", not a reading',
+      };
     }
   }
   if (value === undefined && issue.path.length === 1 && issue.code !== 'unrecognized_keys') {

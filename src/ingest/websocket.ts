@@ -5,6 +5,7 @@ import { ERROR_STATUS, HashwattError, isRetryable } from '../errors.ts';
 import { authenticateHeader, type SiteAuthenticator } from '../http/auth.ts';
 import { parseJson } from '../http/body.ts';
 import type { Logger } from '../log.ts';
+import { domainError } from '../storage/errors.ts';
 import { batchReadings, frameSeq } from './envelope.ts';
 import type { AuthenticatedSite, IngestPipeline } from './pipeline.ts';
 
@@ -145,7 +146,8 @@ export class StreamServer {
     });
   }
 
-  #errorReply(seq: number | undefined, error: unknown): Reply {
+  #errorReply(seq: number | undefined, thrown: unknown): Reply {
+    const error = domainError(thrown);
     if (isRetryable(error)) {
       const retryAfterMs = (error as HashwattError).details.retryAfterMs ?? 1000;
       return {
@@ -183,6 +185,9 @@ export class StreamServer {
       (ws) =>
         new Promise<void>((resolve) => {
           ws.once('close', () => resolve());
+          // A paused socket would not read the peer's answering close frame; frames that still
+          // arrive now are refused by the closed pipeline with a retry hint.
+          ws.resume();
           ws.close(CLOSE_GOING_AWAY, 'server shutting down');
           setTimeout(() => {
             ws.terminate();

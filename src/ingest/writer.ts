@@ -1,7 +1,12 @@
 import { HashwattError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { Storage } from '../storage/database.ts';
-import { isDatabaseUnavailable, isDataError, isMissingPartition } from '../storage/errors.ts';
+import {
+  isDatabaseUnavailable,
+  isDataError,
+  isMissingPartition,
+  unavailableError,
+} from '../storage/errors.ts';
 import { type ReadingRecord, writeReadings } from '../storage/readings.ts';
 
 /** What the writer reports about itself; the metrics module implements it. */
@@ -45,7 +50,6 @@ interface Job {
 }
 
 const RETRY_AFTER_OVERLOAD_MS = 1_000;
-const RETRY_AFTER_UNAVAILABLE_MS = 5_000;
 
 /**
  * Group commit: requests from every transport queue here and are written many to a transaction,
@@ -172,11 +176,7 @@ export class GroupCommitWriter {
       }
       const unavailable = isDatabaseUnavailable(error);
       this.#o.observer.batchFailed(unavailable ? 'unavailable' : 'error');
-      const failure = unavailable
-        ? new HashwattError('database_unavailable', 'the database is unavailable; retry later', {
-            retryAfterMs: RETRY_AFTER_UNAVAILABLE_MS,
-          })
-        : error;
+      const failure = unavailable ? unavailableError(error) : error;
       if (!unavailable) this.#o.logger.error({ err: error, readings: records.length }, 'batch write failed');
       for (const job of batch) {
         this.release(job.reservation);

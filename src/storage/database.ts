@@ -53,6 +53,11 @@ function openPostgres(url: string, options: OpenDatabaseOptions): Storage {
   });
   // Idle clients emit 'error' when the server goes away; unhandled, that would crash the process.
   pool.on('error', (err) => options.logger.warn({ err: err.message }, 'postgres idle client error'));
+  // A checked-out client whose server dies between statements emits 'error' itself; unhandled, it
+  // would crash the process. The statement in progress (if any) still fails and is answered 503.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => options.logger.warn({ err: err.message }, 'postgres connection lost'));
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return {
     db,

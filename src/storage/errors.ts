@@ -1,3 +1,5 @@
+import { HashwattError } from '../errors.ts';
+
 // SQLSTATE classes and codes that mean "the database is not there right now" rather than "this
 // statement is wrong": the client may retry the same request later and it will succeed.
 const UNAVAILABLE_CODES = new Set([
@@ -48,4 +50,19 @@ export function isMissingPartition(error: unknown): boolean {
 export function isDataError(error: unknown): boolean {
   const code = codeOf(error);
   return code !== undefined && (code.startsWith('22') || code.startsWith('23'));
+}
+
+/** The domain error for a database outage, so every caller answers it the same way (503, retry later). */
+export function unavailableError(cause?: unknown): HashwattError {
+  return new HashwattError(
+    'database_unavailable',
+    'the database is unavailable; retry later',
+    { retryAfterMs: 5_000 },
+    { cause },
+  );
+}
+
+/** Turns a raw database outage into its domain error; anything else is returned as it is. */
+export function domainError(error: unknown): unknown {
+  return !(error instanceof HashwattError) && isDatabaseUnavailable(error) ? unavailableError(error) : error;
 }
