@@ -62,6 +62,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     CREATE TABLE device_latest (
       device_id integer PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
       site_id integer NOT NULL,
+      -- copied from devices so fleet aggregates over every device need no join
+      kind device_kind NOT NULL,
       ts timestamptz NOT NULL,
       received_at timestamptz NOT NULL,
       power_w double precision,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_THRESHOLDS, type Thresholds, ThresholdsSchema } from './fleet/thresholds.ts';
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
 
@@ -20,7 +21,40 @@ const ConfigSchema = z.object({
   HASHWATT_DB_POOL_SIZE: z.coerce.number().int().min(2).max(100).default(10),
   HASHWATT_DB_STATEMENT_TIMEOUT_S: seconds(30),
   HASHWATT_SHUTDOWN_TIMEOUT_S: seconds(25),
+  /** Global alert thresholds as JSON, e.g. {"site_down_after_s":90}; names as in the sites API. */
+  HASHWATT_ALERT_THRESHOLDS: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'a JSON object of thresholds' });
+        return z.NEVER;
+      }
+    })
+    .pipe(ThresholdsSchema.partial())
+    .optional(),
+  HASHWATT_ALERT_INTERVAL_S: seconds(15),
+  /** Comma-separated Alertmanager base URLs (alerts go to POST {url}/api/v2/alerts). */
+  HASHWATT_ALERTMANAGER_URLS: urlList(),
+  /** Comma-separated webhook URLs that receive every firing and resolution as JSON. */
+  HASHWATT_WEBHOOK_URLS: urlList(),
+  /** Per-device metric series for sites with at most this many devices (0: off). */
+  HASHWATT_METRICS_PER_DEVICE_MAX: z.coerce.number().int().min(0).max(10_000).default(0),
 });
+
+function urlList() {
+  return z
+    .string()
+    .transform((text) =>
+      text
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.url({ protocol: /^https?$/, error: 'comma-separated http(s) URLs' })))
+    .default([]);
+}
 
 export type Config = Readonly<{
   port: number;
@@ -36,6 +70,12 @@ export type Config = Readonly<{
   dbPoolSize: number;
   dbStatementTimeoutMs: number;
   shutdownTimeoutMs: number;
+  /** Defaults for every site; each site may override some (sites API). */
+  thresholds: Thresholds;
+  alertIntervalMs: number;
+  alertmanagerUrls: readonly string[];
+  webhookUrls: readonly string[];
+  metricsPerDeviceMax: number;
 }>;
 
 export class ConfigError extends Error {
@@ -50,7 +90,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? 'environment');
-      return `invalid ${name}=${JSON.stringify(env[name] ?? '')}: expected ${issue.message}`;
+      const inner = issue.path.slice(1).join('.');
+      return `invalid ${name}=${JSON.stringify(env[name] ?? '')}: ${inner ? `${inner}: ` : 'expected '}${issue.message}`;
     });
     throw new ConfigError(lines.join('\n'));
   }
@@ -68,6 +109,11 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     dbPoolSize: e.HASHWATT_DB_POOL_SIZE,
     dbStatementTimeoutMs: e.HASHWATT_DB_STATEMENT_TIMEOUT_S * 1000,
     shutdownTimeoutMs: e.HASHWATT_SHUTDOWN_TIMEOUT_S * 1000,
+    thresholds: Object.freeze({ ...DEFAULT_THRESHOLDS, ...e.HASHWATT_ALERT_THRESHOLDS }) as Thresholds,
+    alertIntervalMs: e.HASHWATT_ALERT_INTERVAL_S * 1000,
+    alertmanagerUrls: Object.freeze(e.HASHWATT_ALERTMANAGER_URLS),
+    webhookUrls: Object.freeze(e.HASHWATT_WEBHOOK_URLS),
+    metricsPerDeviceMax: e.HASHWATT_METRICS_PER_DEVICE_MAX,
   });
 }
 

@@ -2,12 +2,14 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Config } from './config.ts';
-import { createApp, type MetricsEndpoint, type Readiness } from './http/app.ts';
+import { FleetReader } from './fleet/index.ts';
+import { createApp, type Readiness } from './http/app.ts';
 import { DeviceDirectory } from './ingest/device-directory.ts';
-import { type IngestObserver, IngestPipeline } from './ingest/pipeline.ts';
+import { IngestPipeline } from './ingest/pipeline.ts';
 import { StreamServer } from './ingest/websocket.ts';
-import { GroupCommitWriter, type WriterObserver } from './ingest/writer.ts';
+import { GroupCommitWriter } from './ingest/writer.ts';
 import type { Logger } from './log.ts';
+import { createMetrics, type Metrics } from './metrics/index.ts';
 import { authenticateToken } from './sites/service.ts';
 import { openDatabase, type Storage } from './storage/database.ts';
 import { migrateToLatest, pendingMigrations } from './storage/migrate.ts';
@@ -21,25 +23,19 @@ export interface ServiceTuning {
   maxQueuedBytes?: number;
   heartbeatMs?: number;
   maintenanceIntervalMs?: number;
-  writerObserver?: WriterObserver;
-  ingestObserver?: IngestObserver;
-  metrics?: (deps: { storage: Storage; writer: GroupCommitWriter; streams: () => number }) => MetricsEndpoint;
 }
 
 export interface RunningService {
   readonly url: string;
   readonly storage: Storage;
   readonly server: Server;
+  readonly fleet: FleetReader;
+  readonly metrics: Metrics;
   /** Graceful stop: refuse new work, commit and ack what was admitted, close sockets and the database. */
   stop(): Promise<void>;
 }
 
-/** Opens the database, migrates, and serves HTTP and WebSocket ingest until stopped. */
-export async function startService(
-  config: Config,
-  logger: Logger,
-  tuning: ServiceTuning = {},
-): Promise<RunningService> {
+async function openAndMigrate(config: Config, logger: Logger): Promise<Storage> {
   const storage = await openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
@@ -50,10 +46,20 @@ export async function startService(
   try {
     const applied = await migrateToLatest(storage.db);
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+    return storage;
   } catch (error) {
     await storage.close();
     throw error;
   }
+}
+
+/** Opens the database, migrates, and serves HTTP and WebSocket ingest until stopped. */
+export async function startService(
+  config: Config,
+  logger: Logger,
+  tuning: ServiceTuning = {},
+): Promise<RunningService> {
+  const storage = await openAndMigrate(config, logger);
 
   const partitionPolicy = { retentionDays: config.retentionDays, aheadDays: config.partitionsAheadDays };
   const maintainPartitions = async () => {
@@ -69,27 +75,6 @@ export async function startService(
     maintainPartitions().catch((err) => logger.warn({ err: String(err) }, 'partition maintenance failed'));
   }, tuning.maintenanceIntervalMs ?? 3_600_000);
   maintenance.unref();
-
-  const writer = new GroupCommitWriter({
-    storage,
-    logger,
-    maxBatchReadings: tuning.maxBatchReadings ?? 5_000,
-    flushDelayMs: tuning.flushDelayMs ?? 5,
-    maxQueuedReadings: tuning.maxQueuedReadings ?? 100_000,
-    maxQueuedBytes: tuning.maxQueuedBytes ?? 64 * 1024 * 1024,
-    ensurePartitions: async () => {
-      await ensurePartitions(storage.db, Date.now(), partitionPolicy);
-    },
-    ...(tuning.writerObserver && { observer: tuning.writerObserver }),
-  });
-  const directory = new DeviceDirectory(storage.db, config.maxDevicesPerSite);
-  const pipeline = new IngestPipeline({
-    directory,
-    writer,
-    retentionDays: config.retentionDays,
-    ...(tuning.ingestObserver && { observer: tuning.ingestObserver }),
-  });
-  const authenticateSite = (token: string) => authenticateToken(storage, token);
 
   let stopping = false;
   let migrated = false;
@@ -109,6 +94,37 @@ export async function startService(
   };
 
   let streams: StreamServer | undefined;
+  let writer: GroupCommitWriter | undefined;
+  const fleet = new FleetReader(storage, config.thresholds);
+  const metrics = createMetrics({
+    fleet,
+    storage,
+    writer: () => writer,
+    streams: () => streams?.connections ?? 0,
+    ready: async () => (await readiness()).ready,
+  });
+
+  writer = new GroupCommitWriter({
+    storage,
+    logger,
+    maxBatchReadings: tuning.maxBatchReadings ?? 5_000,
+    flushDelayMs: tuning.flushDelayMs ?? 5,
+    maxQueuedReadings: tuning.maxQueuedReadings ?? 100_000,
+    maxQueuedBytes: tuning.maxQueuedBytes ?? 64 * 1024 * 1024,
+    ensurePartitions: async () => {
+      await ensurePartitions(storage.db, Date.now(), partitionPolicy);
+    },
+    observer: metrics.writerObserver,
+  });
+  const directory = new DeviceDirectory(storage.db, config.maxDevicesPerSite);
+  const pipeline = new IngestPipeline({
+    directory,
+    writer,
+    retentionDays: config.retentionDays,
+    observer: metrics.ingestObserver,
+  });
+  const authenticateSite = (token: string) => authenticateToken(storage, token);
+
   const app = createApp({
     storage,
     pipeline,
@@ -116,10 +132,9 @@ export async function startService(
     adminToken: config.adminToken,
     authenticateSite,
     readiness,
+    thresholdDefaults: config.thresholds,
     onSiteDeleted: (id) => directory.forgetSite(id),
-    ...(tuning.metrics && {
-      metrics: tuning.metrics({ storage, writer, streams: () => streams?.connections ?? 0 }),
-    }),
+    metrics: metrics.endpoint,
   });
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   streams = new StreamServer({
@@ -147,6 +162,8 @@ export async function startService(
     url,
     storage,
     server,
+    fleet,
+    metrics,
     stop: async () => {
       if (stopping) return;
       stopping = true;

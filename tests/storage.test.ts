@@ -65,6 +65,7 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
   const reading = (device: number, tsMs: number, power: number): ReadingRecord => ({
     site_id: siteId,
     device_id: deviceIds[device]!,
+    kind: 'asic',
     ts_ms: tsMs,
     power_w: power,
     hashrate_ths: 200.5,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { HashwattError } from '../errors.ts';
+import type { Thresholds } from '../fleet/thresholds.ts';
 import { ingestRoutes } from '../ingest/http.ts';
 import type { IngestPipeline } from '../ingest/pipeline.ts';
 import type { Logger } from '../log.ts';
@@ -32,6 +33,7 @@ export interface AppDeps {
   authenticateSite: SiteAuthenticator;
   readiness: () => Promise<Readiness>;
   metrics?: MetricsEndpoint;
+  thresholdDefaults: Thresholds;
   onSiteDeleted?: (siteId: number) => void;
 }
 
@@ -99,7 +101,14 @@ export function createApp(deps: AppDeps) {
 
   app.use('/api/v1/sites/*', requireAdmin(deps.adminToken));
   app.use('/api/v1/sites', requireAdmin(deps.adminToken));
-  app.route('/api/v1/sites', siteRoutes({ storage: deps.storage, onSiteDeleted: deps.onSiteDeleted }));
+  app.route(
+    '/api/v1/sites',
+    siteRoutes({
+      storage: deps.storage,
+      thresholdDefaults: deps.thresholdDefaults,
+      onSiteDeleted: deps.onSiteDeleted,
+    }),
+  );
   app.route('/api/v1/ingest', ingestRoutes(deps.pipeline, deps.authenticateSite));
   return app;
 }

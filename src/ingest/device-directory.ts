@@ -54,6 +54,7 @@ export class DeviceDirectory {
       records.push({
         site_id: siteId,
         device_id: device.id,
+        kind: device.kind,
         ts_ms: r.tsMs,
         power_w: r.power_w,
         hashrate_ths: r.hashrate_ths,

@@ -1,7 +1,9 @@
 import { Hono } from 'hono';
+import { ERROR_STATUS, HashwattError } from '../errors.ts';
 import type { WideEvent } from '../http/app.ts';
 import { requireSite, type SiteAuthenticator } from '../http/auth.ts';
 import { INGEST_BODY_LIMITS, readJsonBody } from '../http/body.ts';
+import { domainError } from '../storage/errors.ts';
 import { batchReadings } from './envelope.ts';
 import type { AuthenticatedSite, IngestPipeline } from './pipeline.ts';
 
@@ -9,18 +11,40 @@ type Env = { Variables: { site: AuthenticatedSite; event: WideEvent } };
 
 /** `POST /api/v1/ingest`: decode, hand to the pipeline, answer after commit. */
 export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthenticator) {
-  return new Hono<Env>().post('/', requireSite(authenticate), async (c) => {
-    const site = c.get('site');
-    const { value, wireBytes } = await readJsonBody(c.req.raw, INGEST_BODY_LIMITS);
-    const readings = batchReadings(value);
-    const result = await pipeline.ingest(site, readings, wireBytes, 'http');
-    Object.assign(c.get('event'), {
-      site: site.name,
-      readings: readings.length,
-      accepted: result.accepted,
-      duplicates: result.duplicates,
-      rejected: result.rejected.length,
-    });
-    return c.json(result, 200);
-  });
+  return new Hono<Env>().post(
+    '/',
+    async (c, next) => {
+      const started = performance.now();
+      try {
+        await next();
+      } finally {
+        // Errors are rendered by the app's onError after this; their status is known from the thrown code.
+        pipeline.observer.requestCompleted(
+          'http',
+          c.error ? statusOf(c.error) : c.res.status,
+          (performance.now() - started) / 1000,
+        );
+      }
+    },
+    requireSite(authenticate),
+    async (c) => {
+      const site = c.get('site');
+      const { value, wireBytes } = await readJsonBody(c.req.raw, INGEST_BODY_LIMITS);
+      const readings = batchReadings(value);
+      const result = await pipeline.ingest(site, readings, wireBytes, 'http');
+      Object.assign(c.get('event'), {
+        site: site.name,
+        readings: readings.length,
+        accepted: result.accepted,
+        duplicates: result.duplicates,
+        rejected: result.rejected.length,
+      });
+      return c.json(result, 200);
+    },
+  );
+}
+
+function statusOf(error: unknown): number {
+  const e = domainError(error);
+  return e instanceof HashwattError ? ERROR_STATUS[e.code] : 500;
 }

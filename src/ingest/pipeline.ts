@@ -32,9 +32,11 @@ export interface IngestObserver {
     duplicates: number;
     rejected: readonly Rejection[];
   }): void;
+  /** One HTTP request or WebSocket frame answered; `status` is the HTTP status or its WebSocket equivalent. */
+  requestCompleted(transport: Transport, status: number, seconds: number): void;
 }
 
-export const noopIngestObserver: IngestObserver = { batchIngested: () => {} };
+export const noopIngestObserver: IngestObserver = { batchIngested: () => {}, requestCompleted: () => {} };
 
 export interface PipelineOptions {
   directory: DeviceDirectory;
@@ -58,6 +60,11 @@ export class IngestPipeline {
 
   get closing(): boolean {
     return this.#closing;
+  }
+
+  /** Where transports report each answered request or frame. */
+  get observer(): IngestObserver {
+    return this.#o.observer;
   }
 
   /** Ingests one batch for a site. Throws HashwattError 429/503 when nothing of it was stored. */

@@ -118,6 +118,7 @@ export class StreamServer {
   }
 
   #frame(ws: WebSocket, peer: Peer, data: Buffer, isBinary: boolean): void {
+    const started = performance.now();
     let seq: number | undefined;
     const outcome = (async (): Promise<Reply> => {
       if (isBinary) throw new HashwattError('invalid_body', 'frames must be JSON text');
@@ -134,7 +135,16 @@ export class StreamServer {
       }
       const result = await this.#o.pipeline.ingest(site, readings, data.length, 'ws');
       return { ack: seq, ...result };
-    })().catch((error: unknown): Reply => this.#errorReply(seq, error));
+    })()
+      .catch((error: unknown): Reply => this.#errorReply(seq, error))
+      .then((reply) => {
+        this.#o.pipeline.observer.requestCompleted(
+          'ws',
+          replyStatus(reply),
+          (performance.now() - started) / 1000,
+        );
+        return reply;
+      });
 
     peer.inFlight++;
     if (peer.inFlight >= this.#o.maxFramesInFlight) ws.pause();
@@ -198,4 +208,11 @@ export class StreamServer {
     await Promise.all(closed);
     this.#wss.close();
   }
+}
+
+/** The HTTP status a frame's reply corresponds to, so both transports share one label space. */
+function replyStatus(reply: Reply): number {
+  if (reply.ack !== undefined) return 200;
+  const code = (reply.error as { code?: keyof typeof ERROR_STATUS } | undefined)?.code;
+  return code ? ERROR_STATUS[code] : 500;
 }

@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import { HashwattError } from '../errors.ts';
+import type { Thresholds } from '../fleet/thresholds.ts';
 import { parseJson } from '../http/body.ts';
 import { parseBody } from '../http/validate.ts';
 import type { Storage } from '../storage/database.ts';
@@ -7,6 +8,7 @@ import * as service from './service.ts';
 
 export interface SiteRoutesDeps {
   storage: Storage;
+  thresholdDefaults: Thresholds;
   /** Called after a site is deleted, so caches keyed by site can forget it. */
   onSiteDeleted?: (siteId: number) => void;
 }
@@ -22,17 +24,19 @@ async function jsonOf(request: Request): Promise<unknown> {
 }
 
 /** The admin API for sites; mount behind the admin-token check. */
-export function siteRoutes({ storage, onSiteDeleted }: SiteRoutesDeps) {
+export function siteRoutes({ storage, thresholdDefaults: defaults, onSiteDeleted }: SiteRoutesDeps) {
   return new Hono()
     .post('/', async (c) => {
       const input = parseBody(service.NewSiteRequest, await jsonOf(c.req.raw));
-      return c.json(await service.createSite(storage, input), 201);
+      return c.json(await service.createSite(storage, defaults, input), 201);
     })
-    .get('/', async (c) => c.json({ sites: await service.listSites(storage) }))
-    .get('/:id', async (c) => c.json({ site: await service.getSite(storage, siteId(c.req.param('id'))) }))
+    .get('/', async (c) => c.json({ sites: await service.listSites(storage, defaults) }))
+    .get('/:id', async (c) =>
+      c.json({ site: await service.getSite(storage, defaults, siteId(c.req.param('id'))) }),
+    )
     .patch('/:id', async (c) => {
       const patch = parseBody(service.SitePatchRequest, await jsonOf(c.req.raw));
-      return c.json({ site: await service.updateSite(storage, siteId(c.req.param('id')), patch) });
+      return c.json({ site: await service.updateSite(storage, defaults, siteId(c.req.param('id')), patch) });
     })
     .post('/:id/token', async (c) =>
       c.json({ token: await service.rotateToken(storage, siteId(c.req.param('id'))) }),

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { HashwattError } from '../errors.ts';
+import { resolveThresholds, type Thresholds, ThresholdsPatchSchema } from '../fleet/thresholds.ts';
 import type { AuthenticatedSite } from '../ingest/pipeline.ts';
 import type { Storage } from '../storage/database.ts';
 import { SITE_KINDS, type SiteRow } from '../storage/schema.ts';
@@ -24,8 +25,10 @@ export const NewSiteRequest = z.strictObject({
 });
 export type NewSiteRequest = z.infer<typeof NewSiteRequest>;
 
-/** Body of `PATCH /api/v1/sites/:id`: any subset. */
-export const SitePatchRequest = NewSiteRequest.partial();
+/** Body of `PATCH /api/v1/sites/:id`: any subset, plus threshold overrides (`null` resets one). */
+export const SitePatchRequest = NewSiteRequest.partial().extend({
+  thresholds: ThresholdsPatchSchema.optional(),
+});
 export type SitePatchRequest = z.infer<typeof SitePatchRequest>;
 
 /** A site as the API shows it (never its token or token hash). */
@@ -38,11 +41,15 @@ export interface SiteView {
   region: string | null;
   timezone: string | null;
   metadata: Record<string, unknown>;
+  /** The thresholds in force: the site's overrides over the global defaults. */
+  thresholds: Thresholds;
+  /** Only the site's own overrides. */
+  threshold_overrides: Partial<Thresholds>;
   created_at: string;
   updated_at: string;
 }
 
-export function viewSite(row: SiteRow): SiteView {
+export function viewSite(row: SiteRow, defaults: Thresholds): SiteView {
   return {
     id: row.id,
     name: row.name,
@@ -52,6 +59,8 @@ export function viewSite(row: SiteRow): SiteView {
     region: row.region,
     timezone: row.timezone,
     metadata: row.metadata,
+    thresholds: resolveThresholds(defaults, row.thresholds),
+    threshold_overrides: row.thresholds as Partial<Thresholds>,
     created_at: row.created_at.toISOString(),
     updated_at: row.updated_at.toISOString(),
   };
@@ -62,6 +71,7 @@ const notFound = (id: number) => new HashwattError('not_found', `no site with id
 /** Creates a site and its first ingest token, which is returned only here. */
 export async function createSite(
   storage: Storage,
+  defaults: Thresholds,
   input: NewSiteRequest,
 ): Promise<{ site: SiteView; token: string }> {
   const token = generateToken();
@@ -75,27 +85,39 @@ export async function createSite(
     token_hash: hashToken(token),
   });
   if (!row) throw new HashwattError('site_exists', `a site named "${input.name}" exists`, { field: 'name' });
-  return { site: viewSite(row), token };
+  return { site: viewSite(row, defaults), token };
 }
 
-export async function listSites(storage: Storage): Promise<SiteView[]> {
-  return (await sites.listSites(storage.db)).map(viewSite);
+export async function listSites(storage: Storage, defaults: Thresholds): Promise<SiteView[]> {
+  return (await sites.listSites(storage.db)).map((row) => viewSite(row, defaults));
 }
 
-export async function getSite(storage: Storage, id: number): Promise<SiteView> {
+export async function getSite(storage: Storage, defaults: Thresholds, id: number): Promise<SiteView> {
   const row = await sites.findSite(storage.db, id);
   if (!row) throw notFound(id);
-  return viewSite(row);
+  return viewSite(row, defaults);
 }
 
-export async function updateSite(storage: Storage, id: number, patch: SitePatchRequest): Promise<SiteView> {
-  const { capacity_kw, ...rest } = patch;
+export async function updateSite(
+  storage: Storage,
+  defaults: Thresholds,
+  id: number,
+  patch: SitePatchRequest,
+): Promise<SiteView> {
+  const { capacity_kw, thresholds, ...rest } = patch;
+  const set: Record<string, number> = {};
+  const remove: string[] = [];
+  for (const [name, value] of Object.entries(thresholds ?? {})) {
+    if (value === null) remove.push(name);
+    else if (value !== undefined) set[name] = value;
+  }
   const row = await sites.updateSite(storage.db, id, {
     ...rest,
     ...(capacity_kw !== undefined && { capacity_w: capacity_kw * 1000 }),
+    ...(thresholds !== undefined && { thresholdsSet: set, thresholdsRemove: remove }),
   });
   if (!row) throw notFound(id);
-  return viewSite(row);
+  return viewSite(row, defaults);
 }
 
 /** Issues a new token; the old one stops working with the same statement. */

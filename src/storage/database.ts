@@ -23,6 +23,8 @@ export interface Storage {
   readonly writeConcurrency: number;
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
+  /** Connection pool occupancy (Postgres only). */
+  poolStats(): { total: number; idle: number; waiting: number } | undefined;
   close(): Promise<void>;
 }
 
@@ -66,6 +68,7 @@ function openPostgres(url: string, options: OpenDatabaseOptions): Storage {
     ping: async () => {
       await sql`SELECT 1`.execute(db);
     },
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     close: () => db.destroy(),
   };
 }
@@ -81,6 +84,7 @@ async function openPglite(dataDir: string): Promise<Storage> {
     ping: async () => {
       await sql`SELECT 1`.execute(db);
     },
+    poolStats: () => undefined,
     close: () => db.destroy(),
   };
 }

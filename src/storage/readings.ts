@@ -1,10 +1,12 @@
 import { type Kysely, sql } from 'kysely';
-import type { Database, DeviceStatus, ReadingMetrics } from './schema.ts';
+import type { Database, DeviceKind, ReadingMetrics } from './schema.ts';
 
 /** A validated reading resolved to its site and device ids, ready to store. */
 export interface ReadingRecord extends Partial<ReadingMetrics> {
   site_id: number;
   device_id: number;
+  /** The registered kind of the device (not stored per reading; carried into the latest state). */
+  kind: DeviceKind;
   /** Reading time, epoch milliseconds. */
   ts_ms: number;
 }
@@ -42,7 +44,8 @@ function numberArrayLiteral(values: ArrayLike<number | null | undefined>): strin
   return `${out}}`;
 }
 
-function statusArrayLiteral(values: ArrayLike<DeviceStatus | null | undefined>): string {
+/** For enum labels (status, kind): plain identifiers, so no quoting either. */
+function labelArrayLiteral(values: ArrayLike<string | null | undefined>): string {
   let out = '{';
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
@@ -72,7 +75,8 @@ function unnestArguments(records: readonly ReadingRecord[]) {
     deviceId: numberArrayLiteral(column(records, 'device_id')),
     tsMs: numberArrayLiteral(column(records, 'ts_ms')),
     metrics: METRIC_COLUMNS.map((name) => numberArrayLiteral(column(records, name))),
-    status: statusArrayLiteral(column(records, 'status')),
+    status: labelArrayLiteral(column(records, 'status')),
+    kind: labelArrayLiteral(column(records, 'kind')),
   };
 }
 
@@ -139,15 +143,15 @@ export async function updateDeviceLatest(
   const a = unnestArguments([...newest.values()]);
   const [power, hashrate, expected, temp, fan, util, mem, available] = a.metrics;
   await sql`
-    INSERT INTO device_latest (device_id, site_id, ts, received_at, power_w, hashrate_ths,
+    INSERT INTO device_latest (device_id, site_id, kind, ts, received_at, power_w, hashrate_ths,
       expected_hashrate_ths, temp_c, fan_rpm, gpu_util_pct, gpu_mem_used_bytes, available_power_w, status)
-    SELECT d, s, to_timestamp(t / 1000.0), ${receivedAt.toISOString()}::timestamptz, p, h, e, tc, f, u, m, av, st
-    FROM unnest(${a.siteId}::int[], ${a.deviceId}::int[], ${a.tsMs}::float8[], ${power}::float8[],
-      ${hashrate}::float8[], ${expected}::float8[], ${temp}::real[], ${fan}::real[], ${util}::real[],
-      ${mem}::float8[], ${available}::float8[], ${a.status}::device_status[])
-      AS u(s, d, t, p, h, e, tc, f, u, m, av, st)
+    SELECT d, s, k, to_timestamp(t / 1000.0), ${receivedAt.toISOString()}::timestamptz, p, h, e, tc, f, u, m, av, st
+    FROM unnest(${a.siteId}::int[], ${a.deviceId}::int[], ${a.kind}::device_kind[], ${a.tsMs}::float8[],
+      ${power}::float8[], ${hashrate}::float8[], ${expected}::float8[], ${temp}::real[], ${fan}::real[],
+      ${util}::real[], ${mem}::float8[], ${available}::float8[], ${a.status}::device_status[])
+      AS u(s, d, k, t, p, h, e, tc, f, u, m, av, st)
     ON CONFLICT (device_id) DO UPDATE SET
-      site_id = excluded.site_id, ts = excluded.ts, received_at = excluded.received_at,
+      site_id = excluded.site_id, kind = excluded.kind, ts = excluded.ts, received_at = excluded.received_at,
       power_w = excluded.power_w, hashrate_ths = excluded.hashrate_ths,
       expected_hashrate_ths = excluded.expected_hashrate_ths, temp_c = excluded.temp_c,
       fan_rpm = excluded.fan_rpm, gpu_util_pct = excluded.gpu_util_pct,

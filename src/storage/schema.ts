@@ -60,6 +60,7 @@ export interface ReadingsTable extends ReadingMetrics {
 export interface DeviceLatestTable extends ReadingMetrics {
   device_id: number;
   site_id: number;
+  kind: DeviceKind;
   ts: Timestamp;
   received_at: Timestamp;
 }

@@ -18,7 +18,10 @@ export interface SitePatch {
   region?: string | null;
   timezone?: string | null;
   metadata?: Record<string, unknown>;
-  thresholds?: Record<string, unknown>;
+  /** Threshold overrides to set, merged into the stored ones. */
+  thresholdsSet?: Record<string, number>;
+  /** Threshold overrides to remove (back to the global default). */
+  thresholdsRemove?: string[];
 }
 
 /** Inserts a site; returns undefined when the name is taken. */
@@ -63,19 +66,22 @@ export async function findSiteByTokenHash(
     .executeTakeFirst();
 }
 
-/** Applies a partial update; `thresholds` is stored as given (the caller merges). Undefined when absent. */
+/** Applies a partial update; threshold overrides merge in one statement, so concurrent patches do not lose keys. */
 export async function updateSite(
   db: Kysely<Database>,
   id: number,
   patch: SitePatch,
 ): Promise<SiteRow | undefined> {
-  const { metadata, thresholds, ...columns } = patch;
+  const { metadata, thresholdsSet, thresholdsRemove, ...columns } = patch;
+  const touchesThresholds = thresholdsSet !== undefined || thresholdsRemove !== undefined;
   return db
     .updateTable('sites')
     .set({
       ...columns,
       ...(metadata !== undefined && { metadata: JSON.stringify(metadata) }),
-      ...(thresholds !== undefined && { thresholds: JSON.stringify(thresholds) }),
+      ...(touchesThresholds && {
+        thresholds: sql`(thresholds || ${JSON.stringify(thresholdsSet ?? {})}::jsonb) - ${thresholdsRemove ?? []}::text[]`,
+      }),
       updated_at: sql`now()`,
     })
     .where('id', '=', id)
