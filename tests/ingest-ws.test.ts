@@ -36,10 +36,11 @@ describe.each(BACKENDS)('WebSocket ingest on %s', (backend) => {
   it('acks every frame in order, each only once its readings are committed', async () => {
     const client = await StreamClient.connect(service.url, site.token);
     const frames = 30;
-    const committedAtAck: number[] = [];
-    client.ws.on('message', () => {
-      // Sample the database the moment each ack lands.
-      void countReadings(service.storage.db, site.site.id).then((n) => committedAtAck.push(n));
+    const committedAtAck = new Map<number, number>();
+    client.ws.on('message', (data) => {
+      // Sample the database the moment each ack lands; queries may finish out of order, so key by seq.
+      const { ack } = JSON.parse(String(data)) as { ack: number };
+      void countReadings(service.storage.db, site.site.id).then((n) => committedAtAck.set(ack, n));
     });
     for (let seq = 0; seq < frames; seq++) {
       client.send({
@@ -50,9 +51,9 @@ describe.each(BACKENDS)('WebSocket ingest on %s', (backend) => {
     await client.until((m) => m.length === frames);
     expect(client.messages.map((m) => m.ack)).toEqual([...Array(frames).keys()]);
     expect(client.messages.every((m) => m.accepted === 2 && m.duplicates === 0)).toBe(true);
-    await client.until(() => committedAtAck.length === frames);
-    // The k-th ack can only be observed once the k-th frame (2 readings) is in the table.
-    committedAtAck.forEach((n, k) => expect(n).toBeGreaterThanOrEqual(2 * (k + 1)));
+    await client.until(() => committedAtAck.size === frames);
+    // Ack k can only be observed once frames 0..k (2 readings each) are in the table.
+    for (const [k, n] of committedAtAck) expect(n).toBeGreaterThanOrEqual(2 * (k + 1));
     client.close();
   });
 

@@ -76,7 +76,7 @@ function openPostgres(url: string, options: OpenDatabaseOptions): Storage {
 async function openPglite(dataDir: string): Promise<Storage> {
   mkdirSync(dataDir, { recursive: true });
   const pglite = await PGlite.create(dataDir);
-  const db = new Kysely<Database>({ dialect: new SerializedPGliteDialect({ pglite }) });
+  const db = new Kysely<Database>({ dialect: new SerializedPGliteDialect({ pglite }, () => pglite.syncToFs()) });
   return {
     db,
     backend: 'pglite',
@@ -95,18 +95,27 @@ async function openPglite(dataDir: string): Promise<Storage> {
  * acquire/release gives PGlite the same isolation a pool gives real Postgres.
  */
 class SerializedPGliteDialect extends PGliteDialect {
+  readonly #afterCommit: () => Promise<void>;
+
+  constructor(config: ConstructorParameters<typeof PGliteDialect>[0], afterCommit: () => Promise<void>) {
+    super(config);
+    this.#afterCommit = afterCommit;
+  }
+
   override createDriver(): Driver {
-    return new SerializedDriver(super.createDriver());
+    return new SerializedDriver(super.createDriver(), this.#afterCommit);
   }
 }
 
 class SerializedDriver implements Driver {
   readonly #inner: Driver;
+  readonly #afterCommit: () => Promise<void>;
   #tail: Promise<void> = Promise.resolve();
   readonly #releases = new Map<DatabaseConnection, () => void>();
 
-  constructor(inner: Driver) {
+  constructor(inner: Driver, afterCommit: () => Promise<void>) {
     this.#inner = inner;
+    this.#afterCommit = afterCommit;
   }
 
   init(): Promise<void> {
@@ -136,8 +145,11 @@ class SerializedDriver implements Driver {
     return this.#inner.beginTransaction(connection, settings);
   }
 
-  commitTransaction(connection: DatabaseConnection): Promise<void> {
-    return this.#inner.commitTransaction(connection);
+  async commitTransaction(connection: DatabaseConnection): Promise<void> {
+    await this.#inner.commitTransaction(connection);
+    // PGlite's transaction() returns without syncing its filesystem after COMMIT (electric-sql/pglite
+    // issue 1065), unlike a plain query. An ack must not run ahead of the commit reaching the files.
+    await this.#afterCommit();
   }
 
   rollbackTransaction(connection: DatabaseConnection): Promise<void> {
