@@ -5,7 +5,7 @@ import net from 'node:net';
  * for one service without stopping the server other test files share.
  */
 export class TcpProxy {
-  readonly #target: { host: string; port: number };
+  #target: { host: string; port: number };
   readonly #sockets = new Set<net.Socket>();
   readonly #server: net.Server;
   #cut = false;
@@ -45,6 +45,11 @@ export class TcpProxy {
 
   restore(): void {
     this.#cut = false;
+  }
+
+  /** Points new connections at another port (a restarted server). */
+  retarget(port: number): void {
+    this.#target = { ...this.#target, port };
   }
 
   async close(): Promise<void> {
