@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { formatStatusLine, formatSummary, loadScenario, provisionSites, startFleet } from '../simulators/index.ts';
+import {
+  formatStatusLine,
+  formatSummary,
+  loadScenario,
+  provisionSites,
+  startFleet,
+} from '../simulators/index.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { startService } from './service.ts';
@@ -43,7 +49,8 @@ const scenario = loadScenario(values.scenario, {
   ...(values.duration && { duration_s: Number(values.duration) }),
 });
 const tokens = await provisionSites({ url: service.url, adminToken, scenario });
-const where = service.storage.backend === 'pglite' ? `embedded Postgres (PGlite) in ${config.dataDir}` : 'Postgres';
+const where =
+  service.storage.backend === 'pglite' ? `embedded Postgres (PGlite) in ${config.dataDir}` : 'Postgres';
 const out = process.stdout;
 out.write(`
 hashwatt demo on ${where}
