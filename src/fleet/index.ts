@@ -1,5 +1,6 @@
 import type { Storage } from '../storage/database.ts';
-import { aggregateSites } from '../storage/fleet.ts';
+import { aggregateDeviceGroups, listFleetSites } from '../storage/fleet.ts';
+import { foldDeviceGroups } from './aggregate.ts';
 import { type SiteState, summariseSite } from './site-state.ts';
 import type { Thresholds } from './thresholds.ts';
 
@@ -9,56 +10,107 @@ export { DEFAULT_THRESHOLDS, type Thresholds } from './thresholds.ts';
 
 export interface FleetSnapshot {
   takenAtMs: number;
+  /** How long the aggregate took: its cost grows with the fleet. */
+  durationMs: number;
   sites: SiteState[];
 }
 
+export interface FleetReaderOptions {
+  /** On-demand reads reuse a snapshot younger than this. */
+  maxAgeMs?: number;
+  now?: () => number;
+  onRefreshError?: (error: unknown) => void;
+}
+
 /**
- * Reads what every site is doing now. Scrapes from several Prometheus servers and the alert
- * evaluator arrive close together; sharing one snapshot for `maxAgeMs` keeps the database to one
- * fleet aggregate per interval however many ask.
+ * What every site is doing now, from one aggregate over the latest-state table. Scrapes (from any
+ * number of Prometheus servers) and the alert evaluator read a shared snapshot; once started, a
+ * background refresh keeps it current so a scrape never waits for the aggregate, and the refresh
+ * backs off to ten times the aggregate's own duration, so it never costs more than ~10 % of a core.
  */
 export class FleetReader {
   readonly #storage: Storage;
   readonly #defaults: Thresholds;
-  readonly #maxAgeMs: number;
-  readonly #now: () => number;
-  #last: Promise<FleetSnapshot> | undefined;
-  #lastAt = 0;
+  readonly #o: Required<Omit<FleetReaderOptions, 'onRefreshError'>> &
+    Pick<FleetReaderOptions, 'onRefreshError'>;
+  #latest: FleetSnapshot | undefined;
+  #inFlight: Promise<FleetSnapshot> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #intervalMs = 0;
 
-  constructor(
-    storage: Storage,
-    defaults: Thresholds,
-    options: { maxAgeMs?: number; now?: () => number } = {},
-  ) {
+  constructor(storage: Storage, defaults: Thresholds, options: FleetReaderOptions = {}) {
     this.#storage = storage;
     this.#defaults = defaults;
-    this.#maxAgeMs = options.maxAgeMs ?? 1_000;
-    this.#now = options.now ?? Date.now;
+    this.#o = { maxAgeMs: 1_000, now: Date.now, ...options };
   }
 
   get defaults(): Thresholds {
     return this.#defaults;
   }
 
-  /** The current snapshot, at most `maxAgeMs` old. */
-  read(): Promise<FleetSnapshot> {
-    const now = this.#now();
-    if (this.#last && now - this.#lastAt < this.#maxAgeMs) return this.#last;
-    this.#lastAt = now;
-    const next = this.#take(now);
-    this.#last = next;
-    // A failed read is not cached: the next caller tries again.
-    next.catch(() => {
-      if (this.#last === next) this.#last = undefined;
-    });
-    return next;
+  /** The last snapshot taken successfully, however old (undefined before the first). */
+  get latest(): FleetSnapshot | undefined {
+    return this.#latest;
   }
 
-  async #take(nowMs: number): Promise<FleetSnapshot> {
-    const aggregates = await aggregateSites(this.#storage.db, nowMs, {
-      deviceStaleAfterS: this.#defaults.device_stale_after_s,
-      gpuIdleUtilMax: this.#defaults.gpu_idle_util_max,
+  /** A current snapshot: the background one while refreshing runs, else at most `maxAgeMs` old. */
+  read(): Promise<FleetSnapshot> {
+    const latest = this.#latest;
+    // While the background refresh runs, allow for its interval (plus one slow run) before distrusting it.
+    const maxAge = this.#timer ? Math.max(this.#o.maxAgeMs, 3 * this.#intervalMs) : this.#o.maxAgeMs;
+    if (latest && this.#o.now() - latest.takenAtMs < maxAge) return Promise.resolve(latest);
+    return this.refresh();
+  }
+
+  /** Takes a new snapshot now (joining one already under way). */
+  refresh(): Promise<FleetSnapshot> {
+    this.#inFlight ??= this.#take().finally(() => {
+      this.#inFlight = undefined;
     });
-    return { takenAtMs: nowMs, sites: aggregates.map((a) => summariseSite(a, this.#defaults, nowMs)) };
+    return this.#inFlight;
+  }
+
+  /** Keeps the snapshot fresh in the background, at least every `minIntervalMs`. */
+  start(minIntervalMs: number): void {
+    if (this.#timer) return;
+    this.#intervalMs = minIntervalMs;
+    const loop = async () => {
+      try {
+        const { durationMs } = await this.refresh();
+        this.#intervalMs = Math.max(minIntervalMs, 10 * durationMs);
+      } catch (error) {
+        this.#o.onRefreshError?.(error);
+      }
+      if (this.#timer) {
+        this.#timer = setTimeout(loop, this.#intervalMs);
+        this.#timer.unref();
+      }
+    };
+    this.#timer = setTimeout(loop, 0);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async #take(): Promise<FleetSnapshot> {
+    const started = performance.now();
+    const nowMs = this.#o.now();
+    const [sites, groups] = await Promise.all([
+      listFleetSites(this.#storage.db),
+      aggregateDeviceGroups(this.#storage.db, nowMs, {
+        deviceStaleAfterS: this.#defaults.device_stale_after_s,
+        gpuIdleUtilMax: this.#defaults.gpu_idle_util_max,
+      }),
+    ]);
+    const snapshot = {
+      takenAtMs: nowMs,
+      durationMs: performance.now() - started,
+      sites: foldDeviceGroups(sites, groups).map((a) => summariseSite(a, this.#defaults, nowMs)),
+    };
+    this.#latest = snapshot;
+    return snapshot;
   }
 }

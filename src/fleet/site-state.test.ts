@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { SiteAggregate } from '../storage/fleet.ts';
+import type { SiteAggregate } from './aggregate.ts';
 import { summariseSite } from './site-state.ts';
 import { DEFAULT_THRESHOLDS } from './thresholds.ts';
 

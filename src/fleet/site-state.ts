@@ -1,5 +1,5 @@
-import type { SiteAggregate } from '../storage/fleet.ts';
 import type { SiteKind } from '../storage/schema.ts';
+import type { SiteAggregate } from './aggregate.ts';
 import { resolveThresholds, type Thresholds } from './thresholds.ts';
 
 /** Where a power figure comes from: operators trust a meter over a sum of device estimates. */

@@ -8,6 +8,18 @@ type Sample<L extends string> = [labels: Record<L, string>, value: number];
 const TH = 1e12;
 
 /**
+ * The sites of the current snapshot; when a refresh fails (database down), the last good one, whose
+ * age `hashwatt_fleet_snapshot_age_seconds` shows, rather than failing the whole scrape.
+ */
+async function currentSites(fleet: FleetReader): Promise<SiteState[]> {
+  try {
+    return (await fleet.read()).sites;
+  } catch {
+    return fleet.latest?.sites ?? [];
+  }
+}
+
+/**
  * A gauge whose samples are derived from the fleet snapshot at scrape time: every replica reports
  * the same values from the same database, and a deleted site disappears with the next scrape.
  */
@@ -25,7 +37,7 @@ function fleetGauge<L extends string>(
     labelNames,
     registers: [registry],
     async collect() {
-      const { sites } = await fleet.read();
+      const sites = await currentSites(fleet);
       this.reset();
       for (const site of sites) {
         const labels: SiteLabels = { site: site.name, kind: site.kind };
@@ -40,6 +52,26 @@ function fleetGauge<L extends string>(
 
 /** Registers the per-site fleet gauges (no per-device series: a 1 GW fleet is ~300 000 ASICs). */
 export function registerFleetGauges(registry: Registry, fleet: FleetReader): void {
+  new Gauge({
+    name: 'hashwatt_fleet_snapshot_age_seconds',
+    help: 'Age of the fleet snapshot the fleet gauges come from.',
+    registers: [registry],
+    async collect() {
+      await currentSites(fleet);
+      const latest = fleet.latest;
+      if (latest) this.set((Date.now() - latest.takenAtMs) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'hashwatt_fleet_snapshot_duration_seconds',
+    help: 'How long the last fleet aggregate over the latest-state table took.',
+    registers: [registry],
+    collect() {
+      const latest = fleet.latest;
+      if (latest) this.set(latest.durationMs / 1000);
+    },
+  });
+
   const g = (name: string, help: string, value: (s: SiteState) => number | null) =>
     fleetGauge(registry, fleet, name, help, SITE_LABELS, value);
 
