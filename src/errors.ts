@@ -6,6 +6,7 @@ export const ERROR_STATUS = {
   invalid_json: 400,
   invalid_body: 400,
   invalid_encoding: 400,
+  invalid_query: 400,
   unauthorized: 401,
   not_found: 404,
   site_exists: 409,

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
+import { type AlertEngine, type AlertingTuning, createAlerting } from './alerting/index.ts';
 import type { Config } from './config.ts';
 import { FleetReader } from './fleet/index.ts';
 import { createApp, type Readiness } from './http/app.ts';
@@ -23,6 +24,9 @@ export interface ServiceTuning {
   maxQueuedBytes?: number;
   heartbeatMs?: number;
   maintenanceIntervalMs?: number;
+  /** Shortest interval between fleet snapshots (it grows with the aggregate's cost). */
+  fleetRefreshMs?: number;
+  alerting?: AlertingTuning;
 }
 
 export interface RunningService {
@@ -31,6 +35,7 @@ export interface RunningService {
   readonly server: Server;
   readonly fleet: FleetReader;
   readonly metrics: Metrics;
+  readonly alerting: AlertEngine;
   /** Graceful stop: refuse new work, commit and ack what was admitted, close sockets and the database. */
   stop(): Promise<void>;
 }
@@ -95,14 +100,33 @@ export async function startService(
 
   let streams: StreamServer | undefined;
   let writer: GroupCommitWriter | undefined;
-  const fleet = new FleetReader(storage, config.thresholds);
+  const fleet = new FleetReader(storage, config.thresholds, {
+    onRefreshError: (err) => logger.warn({ err: String(err) }, 'fleet snapshot failed'),
+  });
+  fleet.start(tuning.fleetRefreshMs ?? 1_000);
   const metrics = createMetrics({
     fleet,
     storage,
     writer: () => writer,
     streams: () => streams?.connections ?? 0,
     ready: async () => (await readiness()).ready,
+    perDeviceMax: config.metricsPerDeviceMax,
   });
+
+  const alerting = createAlerting(
+    {
+      storage,
+      fleet,
+      logger,
+      registry: metrics.registry,
+      databaseUrl: config.databaseUrl,
+      intervalMs: config.alertIntervalMs,
+      alertmanagerUrls: config.alertmanagerUrls,
+      webhookUrls: config.webhookUrls,
+      retentionDays: config.retentionDays,
+    },
+    tuning.alerting,
+  );
 
   writer = new GroupCommitWriter({
     storage,
@@ -158,6 +182,7 @@ export async function startService(
     { url, backend: storage.backend, data_dir: storage.backend === 'pglite' ? config.dataDir : undefined },
     'hashwatt listening',
   );
+  alerting.start(url);
 
   return {
     url,
@@ -165,10 +190,13 @@ export async function startService(
     server,
     fleet,
     metrics,
+    alerting,
     stop: async () => {
       if (stopping) return;
       stopping = true;
       clearInterval(maintenance);
+      fleet.stop();
+      const alertingStopped = alerting.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       // Admitted work commits and is acknowledged before any socket is closed.
@@ -180,6 +208,7 @@ export async function startService(
       await closed;
       clearInterval(sweep);
       clearTimeout(deadline);
+      await alertingStopped;
       await storage.close();
       logger.info('hashwatt stopped');
     },

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
+import { alertRoutes } from '../alerting/routes.ts';
 import { HashwattError } from '../errors.ts';
 import type { Thresholds } from '../fleet/thresholds.ts';
 import { ingestRoutes } from '../ingest/http.ts';
@@ -109,6 +110,8 @@ export function createApp(deps: AppDeps) {
       onSiteDeleted: deps.onSiteDeleted,
     }),
   );
+  app.use('/api/v1/alerts', requireAdmin(deps.adminToken));
+  app.route('/api/v1', alertRoutes({ storage: deps.storage }));
   app.route('/api/v1/ingest', ingestRoutes(deps.pipeline, deps.authenticateSite));
   return app;
 }

@@ -4,6 +4,7 @@ import type { MetricsEndpoint } from '../http/app.ts';
 import type { IngestObserver, Transport } from '../ingest/pipeline.ts';
 import type { GroupCommitWriter, WriterObserver } from '../ingest/writer.ts';
 import type { Storage } from '../storage/database.ts';
+import { registerDeviceGauges } from './device-gauges.ts';
 import { registerFleetGauges } from './fleet-gauges.ts';
 
 export interface MetricsDeps {
@@ -12,6 +13,8 @@ export interface MetricsDeps {
   writer: () => GroupCommitWriter | undefined;
   streams: () => number;
   ready: () => Promise<boolean>;
+  /** Per-device series for sites with at most this many devices; 0 turns them off. */
+  perDeviceMax?: number;
 }
 
 export interface Metrics {
@@ -142,6 +145,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     },
   });
   registerFleetGauges(registry, deps.fleet);
+  if (deps.perDeviceMax) registerDeviceGauges(registry, deps.storage, deps.fleet.defaults, deps.perDeviceMax);
 
   const ingestObserver: IngestObserver = {
     batchIngested({ transport, accepted, acceptedSamples, duplicates, rejected: rejections }) {

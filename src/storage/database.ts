@@ -76,7 +76,9 @@ function openPostgres(url: string, options: OpenDatabaseOptions): Storage {
 async function openPglite(dataDir: string): Promise<Storage> {
   mkdirSync(dataDir, { recursive: true });
   const pglite = await PGlite.create(dataDir);
-  const db = new Kysely<Database>({ dialect: new SerializedPGliteDialect({ pglite }, () => pglite.syncToFs()) });
+  const db = new Kysely<Database>({
+    dialect: new SerializedPGliteDialect({ pglite }, () => pglite.syncToFs()),
+  });
   return {
     db,
     backend: 'pglite',

@@ -1,5 +1,5 @@
 import { type Kysely, sql } from 'kysely';
-import type { Database, DeviceKind, SiteKind } from './schema.ts';
+import type { Database, DeviceKind, DeviceStatus, SiteKind } from './schema.ts';
 
 /** A site as the fleet aggregate needs it. */
 export interface FleetSite {
@@ -92,5 +92,31 @@ export async function aggregateDeviceGroups(
   return rows;
 }
 
-// Kept while src/alerting moves to the new home of this type (src/fleet/aggregate.ts).
-export type { SiteAggregate } from '../fleet/aggregate.ts';
+/** One device's latest state, named for per-device metrics. */
+export interface DeviceLatestView {
+  site: string;
+  device: string;
+  kind: DeviceKind;
+  status: DeviceStatus | null;
+  power_w: number | null;
+  hashrate_ths: number | null;
+  gpu_util_pct: number | null;
+  temp_c: number | null;
+  received_at: Date;
+}
+
+/** The latest state of every device of the sites that have at most `maxDevices` devices. */
+export async function listDevicesOfSmallSites(
+  db: Kysely<Database>,
+  maxDevices: number,
+): Promise<DeviceLatestView[]> {
+  const { rows } = await sql<DeviceLatestView>`
+    SELECT s.name AS site, d.external_id AS device, l.kind, l.status, l.power_w, l.hashrate_ths,
+      l.gpu_util_pct, l.temp_c, l.received_at
+    FROM device_latest l
+    JOIN devices d ON d.id = l.device_id
+    JOIN sites s ON s.id = l.site_id
+    WHERE l.site_id IN (SELECT site_id FROM devices GROUP BY site_id HAVING count(*) <= ${maxDevices})
+    ORDER BY s.name, d.external_id`.execute(db);
+  return rows;
+}
