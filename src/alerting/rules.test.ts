@@ -36,6 +36,10 @@ function aggregate(overrides: Partial<SiteAggregate> = {}): SiteAggregate {
     gpus_with_util: 0,
     gpu_util_ratio_sum: 0,
     gpus_idle: 0,
+    asics_up: 100,
+    asics_up_power_w: 850_000,
+    gpus_up: 0,
+    gpus_up_power_w: 0,
     ...overrides,
   };
 }
@@ -202,6 +206,10 @@ const aiSite = {
   gpu_power_w: 11_200,
   gpus_fresh: 16,
   gpus_with_util: 16,
+  asics_up: 0,
+  asics_up_power_w: 0,
+  gpus_up: 16,
+  gpus_up_power_w: 11_200,
 };
 
 table('GpuIdle', [
@@ -221,8 +229,8 @@ table('GpuIdle', [
 
 describe('PowerSurplus annotations', () => {
   it('says how many more devices of the site’s typical kind the surplus could power', () => {
-    // 100 ASICs hashing on 350 kW: 3.5 kW each; 500 kW unused → 142 more.
-    const result = evaluate('PowerSurplus', { meter_power_w: 500_000, hashing_power_w: 350_000 });
+    // 100 ASICs up on 350 kW: 3.5 kW each; 500 kW unused → 142 more.
+    const result = evaluate('PowerSurplus', { meter_power_w: 500_000, asics_up_power_w: 350_000 });
     expect(result.condition).toBe('met');
     expect(result.annotations).toMatchObject({
       surplus_w: '500000',
@@ -241,7 +249,7 @@ describe('PowerSurplus annotations', () => {
 
   it('knows no typical device on a site with none up', () => {
     const site = summariseSite(
-      aggregate({ devices_up: 0, asic_power_w: 0, hashing_power_w: 0 }),
+      aggregate({ devices_up: 0, asic_power_w: 0, hashing_power_w: 0, asics_up: 0, asics_up_power_w: 0 }),
       DEFAULT_THRESHOLDS,
       NOW,
     );

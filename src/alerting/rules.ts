@@ -164,16 +164,9 @@ export interface TypicalDevice {
  */
 export function typicalDevice(site: SiteState): TypicalDevice | null {
   const gpuDominant = site.aiShareRatio !== null ? site.aiShareRatio >= 0.5 : site.kind === 'ai';
-  if (gpuDominant) {
-    return site.gpus.count > 0 && site.aiPowerW > 0
-      ? { kind: 'gpu', powerW: site.aiPowerW / site.gpus.count }
-      : null;
-  }
-  const asicsUp = site.devices.up - site.gpus.count;
-  if (asicsUp <= 0) return null;
-  const hashingPowerW = site.efficiencyJPerTh === null ? 0 : site.efficiencyJPerTh * site.hashrateThs;
-  const powerW = (hashingPowerW > 0 ? hashingPowerW : site.miningPowerW) / asicsUp;
-  return powerW > 0 ? { kind: 'asic', powerW } : null;
+  const kind = gpuDominant ? 'gpu' : 'asic';
+  const { count, powerW } = site.upDevices[kind];
+  return count > 0 && powerW > 0 ? { kind, powerW: powerW / count } : null;
 }
 
 /** Available minus drawn at least max(surplus_min_w, surplus_min_ratio × available): paid-for power unused. */

@@ -70,6 +70,18 @@ describe('foldDeviceGroups', () => {
     });
   });
 
+  it('counts up ASICs and GPUs with their power, for the typical device of each kind', () => {
+    const [a] = foldDeviceGroups(
+      [site],
+      [
+        group({ devices: 10, power_w: 35_000 }),
+        group({ state: 'down', devices: 2, power_w: 300 }),
+        group({ kind: 'gpu', devices: 8, power_w: 5_600 }),
+      ],
+    );
+    expect(a).toMatchObject({ asics_up: 10, asics_up_power_w: 35_000, gpus_up: 8, gpus_up_power_w: 5_600 });
+  });
+
   it('takes meter power and available power from fresh meters only', () => {
     const [a] = foldDeviceGroups(
       [site],

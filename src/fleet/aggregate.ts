@@ -28,6 +28,11 @@ export interface SiteAggregate extends FleetSite {
   gpus_with_util: number;
   gpu_util_ratio_sum: number;
   gpus_idle: number;
+  /** Up devices of the two workload kinds and their power: the site's typical device. */
+  asics_up: number;
+  asics_up_power_w: number;
+  gpus_up: number;
+  gpus_up_power_w: number;
 }
 
 function emptyAggregate(site: FleetSite): SiteAggregate {
@@ -53,6 +58,10 @@ function emptyAggregate(site: FleetSite): SiteAggregate {
     gpus_with_util: 0,
     gpu_util_ratio_sum: 0,
     gpus_idle: 0,
+    asics_up: 0,
+    asics_up_power_w: 0,
+    gpus_up: 0,
+    gpus_up_power_w: 0,
   };
 }
 
@@ -90,6 +99,14 @@ export function foldDeviceGroups(
     if (!g.fresh) continue;
     const power = POWER_FIELD[g.kind];
     if (power) a[power] += g.power_w;
+    if (g.state === 'up' && g.kind === 'asic') {
+      a.asics_up += g.devices;
+      a.asics_up_power_w += g.power_w;
+    }
+    if (g.state === 'up' && g.kind === 'gpu') {
+      a.gpus_up += g.devices;
+      a.gpus_up_power_w += g.power_w;
+    }
     if (g.kind === 'asic' && g.state !== 'curtailed') {
       a.hashrate_ths += g.hashrate_ths;
       a.expected_hashrate_ths += g.expected_hashrate_ths;

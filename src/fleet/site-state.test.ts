@@ -30,6 +30,10 @@ const base: SiteAggregate = {
   gpus_with_util: 16,
   gpu_util_ratio_sum: 8,
   gpus_idle: 6,
+  asics_up: 80,
+  asics_up_power_w: 2.8e6,
+  gpus_up: 10,
+  gpus_up_power_w: 7e5,
 };
 
 describe('summariseSite', () => {

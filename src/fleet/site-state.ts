@@ -29,6 +29,8 @@ export interface SiteState {
   efficiencyJPerTh: number | null;
   gpus: { count: number; utilisationRatio: number | null; busy: number; idle: number };
   devices: { up: number; down: number; stale: number; curtailed: number; total: number };
+  /** Up ASICs and GPUs with their power: what a typical device of each kind draws. */
+  upDevices: { asic: { count: number; powerW: number }; gpu: { count: number; powerW: number } };
   /** (down + stale) / all compute devices, curtailed excused. 0 when the site has none. */
   devicesDownRatio: number;
   /** Power of GPUs (AI work) and ASICs (mining), fresh devices only. */
@@ -81,6 +83,10 @@ export function summariseSite(a: SiteAggregate, defaults: Thresholds, nowMs: num
       stale: a.devices_stale,
       curtailed: a.devices_curtailed,
       total,
+    },
+    upDevices: {
+      asic: { count: a.asics_up, powerW: a.asics_up_power_w },
+      gpu: { count: a.gpus_up, powerW: a.gpus_up_power_w },
     },
     devicesDownRatio: total > 0 ? (a.devices_down + a.devices_stale) / total : 0,
     aiPowerW: a.gpu_power_w,
