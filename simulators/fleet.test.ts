@@ -243,7 +243,10 @@ describe('provisionSites', () => {
     fakes.push(fake);
     const first = await provisionSites({ url: fake.url, adminToken: 'admin', scenario });
     expect(Object.keys(first)).toEqual(['outage-mining-wy', 'outage-ai-va']);
-    expect(fake.sites.get('outage-mining-wy')).toMatchObject({ kind: 'mining', capacity_w: 560_000 });
+    expect(fake.sites.get('outage-mining-wy')).toMatchObject({ kind: 'mining', capacity_w: 515_000 });
+    // The scenario's threshold overrides are set on the site it provisions (again on every run).
+    expect(fake.sites.get('outage-ai-va')?.thresholds).toEqual({ surplus_min_ratio: 0.4 });
+    expect(fake.sites.get('outage-mining-wy')?.thresholds).toBeUndefined();
     const second = await provisionSites({ url: fake.url, adminToken: 'admin', scenario });
     expect(second['outage-mining-wy']).not.toBe(first['outage-mining-wy']);
     expect(fake.sites.get('outage-mining-wy')!.token).toBe(second['outage-mining-wy']);

@@ -56,6 +56,11 @@ export const SiteSpec = z.strictObject({
   /** Contracted grid capacity: what the admin API stores (as capacity_w) and the ceiling of available power. */
   capacity_kw: z.number().positive(),
   region: z.string().min(1).optional(),
+  /**
+   * Alert threshold overrides the site gets when provisioned (names as in hashwatt's sites API), as
+   * an operator would set them: an AI hall's load follows its jobs, so its unused share swings more.
+   */
+  thresholds: z.record(z.string(), z.number()).optional(),
   timezone: z
     .string()
     .refine(isTimeZone, 'expected an IANA time zone, e.g. "America/Chicago"')

@@ -73,6 +73,7 @@ export async function provisionSites(options: ProvisionOptions): Promise<Record<
       const parsed = CreatedSite.safeParse(created.json);
       if (!parsed.success) throw new ProvisionError(`site "${site.name}": create answered without a token`);
       tokens[site.name] = parsed.data.token;
+      await applyThresholds(url, adminToken, site, parsed.data.site.id);
       continue;
     }
     if (created.status !== 409) throw failure(site.name, 'create', created.status, created.text);
@@ -91,6 +92,15 @@ export async function provisionSites(options: ProvisionOptions): Promise<Record<
     if (rotated.status !== 200 || !parsed.success)
       throw failure(site.name, 'rotate token', rotated.status, rotated.text);
     tokens[site.name] = parsed.data.token;
+    await applyThresholds(url, adminToken, site, id);
   }
   return tokens;
+}
+
+async function applyThresholds(url: string, adminToken: string, site: Scenario['sites'][number], id: number) {
+  if (!site.thresholds) return;
+  const patched = await call(url, adminToken, 'PATCH', `/api/v1/sites/${id}`, {
+    thresholds: site.thresholds,
+  });
+  if (patched.status !== 200) throw failure(site.name, 'set thresholds', patched.status, patched.text);
 }

@@ -94,6 +94,7 @@ interface FakeSite {
   kind: string;
   capacity_w: number;
   token: string;
+  thresholds?: Record<string, number>;
 }
 
 export interface FakeService {
@@ -228,6 +229,17 @@ export async function startFakeService(options: FakeServiceOptions = {}): Promis
       site.token = `tok-${site.name}-${++tokenSerial}`;
       tokens.set(site.token, site.name);
       return send(res, 200, { token: site.token });
+    }
+    const patch = /^\/api\/v1\/sites\/(\d+)$/.exec(path);
+    if (req.method === 'PATCH' && patch) {
+      const site = [...sites.values()].find((s) => s.id === Number(patch[1]));
+      if (!site) return error(res, 404, 'not_found');
+      const body = JSON.parse((await readBody(req)).toString('utf8')) as {
+        thresholds?: Record<string, number>;
+      };
+      site.thresholds = { ...site.thresholds, ...body.thresholds };
+      const { token: _t, ...view } = site;
+      return send(res, 200, { site: view });
     }
     return error(res, 404, 'not_found');
   };
