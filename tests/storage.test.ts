@@ -113,6 +113,21 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
     expect(stored!.status).toBe('ok');
   });
 
+  it('commits concurrent batches that overlap in opposite orders without deadlocking', async () => {
+    // Two writers, each batch the other's keys reversed, twice over: unsorted, these wait on each other.
+    // Big enough batches that the two transactions are in flight together.
+    const steps = Array.from({ length: 1500 }, (_, i) => 100_000 + i);
+    const keys = [0, 1, 2].flatMap((d) => steps.map((dt) => reading(d, NOW + dt, 1000)));
+    for (let round = 0; round < 5; round++) {
+      const shift = (r: ReadingRecord) => ({ ...r, ts_ms: r.ts_ms + round * 2_000 });
+      const results = await Promise.all([
+        writeReadings(storage.db, keys.map(shift), new Date(NOW)),
+        writeReadings(storage.db, [...keys].reverse().map(shift), new Date(NOW)),
+      ]);
+      expect(results[0]!.inserted + results[1]!.inserted).toBe(keys.length);
+    }
+  });
+
   it('moves the latest state forward and never back to an older reading', async () => {
     await writeReadings(storage.db, [reading(0, NOW - 60_000, 1)], new Date(NOW));
     const latest = await storage.db
@@ -120,8 +135,8 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
       .selectAll()
       .where('device_id', '=', deviceIds[0]!)
       .executeTakeFirstOrThrow();
-    expect(latest.ts.getTime()).toBe(NOW + 10_000);
-    expect(latest.power_w).toBe(3600);
+    expect(latest.ts.getTime()).toBe(NOW + 101_499 + 4 * 2_000);
+    expect(latest.power_w).toBe(1000);
   });
 
   it('drops whole expired partitions and their rows, keeping the rest', async () => {

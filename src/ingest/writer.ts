@@ -5,6 +5,7 @@ import {
   isDatabaseUnavailable,
   isDataError,
   isMissingPartition,
+  isTransientConflict,
   unavailableError,
 } from '../storage/errors.ts';
 import { type ReadingRecord, writeReadings } from '../storage/readings.ts';
@@ -185,12 +186,13 @@ export class GroupCommitWriter {
     }
   }
 
+  /** One retry for what a second attempt cures: a day without a partition yet, or a deadlock victim. */
   async #writeWithPartitionRetry(records: ReadingRecord[]) {
     try {
       return await writeReadings(this.#o.storage.db, records, new Date());
     } catch (error) {
-      if (!isMissingPartition(error)) throw error;
-      await this.#o.ensurePartitions();
+      if (isMissingPartition(error)) await this.#o.ensurePartitions();
+      else if (!isTransientConflict(error)) throw error;
       return writeReadings(this.#o.storage.db, records, new Date());
     }
   }

@@ -46,6 +46,12 @@ export function isMissingPartition(error: unknown): boolean {
   );
 }
 
+/** True when Postgres aborted the transaction to break a deadlock or a serialisation conflict: retry it. */
+export function isTransientConflict(error: unknown): boolean {
+  const code = codeOf(error);
+  return code === '40P01' || code === '40001';
+}
+
 /** True for errors caused by the data of one statement (bad value, constraint): splitting the batch isolates it. */
 export function isDataError(error: unknown): boolean {
   const code = codeOf(error);
