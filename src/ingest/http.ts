@@ -29,6 +29,7 @@ export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthent
     requireSite(authenticate),
     async (c) => {
       const site = c.get('site');
+      pipeline.admit(Number(c.req.header('content-length') ?? 0));
       const { value, wireBytes } = await readJsonBody(c.req.raw, INGEST_BODY_LIMITS);
       const readings = batchReadings(value);
       const result = await pipeline.ingest(site, readings, wireBytes, 'http');

@@ -67,6 +67,14 @@ export class IngestPipeline {
     return this.#o.observer;
   }
 
+  /**
+   * Refuses a request before it is decoded when the write queue is already full: under overload,
+   * parsing what will be refused anyway would spend the CPU and heap the backlog needs.
+   */
+  admit(wireBytes: number): void {
+    this.#o.writer.assertRoom(1, wireBytes);
+  }
+
   /** Ingests one batch for a site. Throws HashwattError 429/503 when nothing of it was stored. */
   async ingest(
     site: AuthenticatedSite,

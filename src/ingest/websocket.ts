@@ -58,7 +58,7 @@ export class StreamServer {
   #closing = false;
 
   constructor(options: StreamOptions) {
-    this.#o = { maxFrameBytes: 4 * 1024 * 1024, maxFramesInFlight: 8, heartbeatMs: 30_000, ...options };
+    this.#o = { maxFrameBytes: 4 * 1024 * 1024, maxFramesInFlight: 4, heartbeatMs: 30_000, ...options };
     // Compression off: frames are bounded by their wire size, so no inflation bomb can get past maxPayload.
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -122,6 +122,9 @@ export class StreamServer {
     let seq: number | undefined;
     const outcome = (async (): Promise<Reply> => {
       if (isBinary) throw new HashwattError('invalid_body', 'frames must be JSON text');
+      // The seq is needed for any answer; read it without parsing the whole frame.
+      seq = leadingSeq(data);
+      this.#o.pipeline.admit(data.length);
       const value = parseJson(data.toString('utf8'));
       seq = frameSeq(value);
       if (seq === undefined)
@@ -215,4 +218,13 @@ function replyStatus(reply: Reply): number {
   if (reply.ack !== undefined) return 200;
   const code = (reply.error as { code?: keyof typeof ERROR_STATUS } | undefined)?.code;
   return code ? ERROR_STATUS[code] : 500;
+}
+
+/**
+ * The seq of a frame that starts `{"seq":N`, the shape agents send, so an overloaded server can
+ * answer `{ seq, retry_after_ms }` without parsing the readings. Other shapes are parsed in full.
+ */
+function leadingSeq(data: Buffer): number | undefined {
+  const m = /^\s*\{\s*"seq"\s*:\s*(\d{1,15})\s*[,}]/.exec(data.subarray(0, 48).toString('latin1'));
+  return m ? Number(m[1]) : undefined;
 }

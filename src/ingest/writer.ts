@@ -76,19 +76,23 @@ export class GroupCommitWriter {
     return { readings: this.#reservedReadings, bytes: this.#reservedBytes, transactions: this.#inFlight };
   }
 
-  /** Holds room for a request, or refuses it (429) when the queue is full. */
-  reserve(readings: number, bytes: number): Reservation {
-    const empty = this.#reservedReadings === 0;
+  /** Refuses (429) a request of this size when the queue has no room for it. */
+  assertRoom(readings: number, bytes: number): void {
     // An empty queue always admits one request, so a single oversized one cannot wedge forever.
+    if (this.#reservedReadings === 0) return;
     if (
-      !empty &&
-      (this.#reservedReadings + readings > this.#o.maxQueuedReadings ||
-        this.#reservedBytes + bytes > this.#o.maxQueuedBytes)
+      this.#reservedReadings + readings > this.#o.maxQueuedReadings ||
+      this.#reservedBytes + bytes > this.#o.maxQueuedBytes
     ) {
       throw new HashwattError('overloaded', 'the write queue is full; retry later', {
         retryAfterMs: RETRY_AFTER_OVERLOAD_MS,
       });
     }
+  }
+
+  /** Holds room for a request, or refuses it (429) when the queue is full. */
+  reserve(readings: number, bytes: number): Reservation {
+    this.assertRoom(readings, bytes);
     this.#reservedReadings += readings;
     this.#reservedBytes += bytes;
     return { readings, bytes, released: false };
