@@ -1,36 +1,57 @@
 // Ingest throughput: hashwatt over HTTP and WebSocket, driven by the simulator's open-loop `load`
-// scenario, next to the raw write of the same rows into the same table in the same run (the
-// machine is shared and noisy, so only same-run ratios mean much).
+// scenario at rising rates until the service saturates, next to the raw write of the same rows into
+// the same table in the same run (the machine is shared and noisy, so only same-run ratios mean much).
 //
-//   node bench/ingest.ts [--quick] [--rate N] [--measure S]
-//
-// Needs Postgres at $BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres); it
-// creates and drops its own database. Writes bench/results/ingest.json and prints a table.
+// Used by bench/index.ts (`npm run bench`); `node bench/ingest.ts [--quick]` runs this part alone.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import os from 'node:os';
-import { parseArgs } from 'node:util';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    rate: { type: 'string' },
-    measure: { type: 'string' },
-    warmup: { type: 'string' },
-  },
-});
-const QUICK = values.quick;
-const RATE = Number(values.rate ?? (QUICK ? 100_000 : 200_000));
-const MEASURE_S = Number(values.measure ?? (QUICK ? 10 : 30));
-const WARMUP_S = Number(values.warmup ?? (QUICK ? 12 : 20));
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+export const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DB_NAME = 'hashwatt_bench';
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
-const SAMPLES_PER_READING = 5; // the load scenario's ASIC readings: power, hashrate, expected, temp, fan (+status)
+/** Metric values per reading of the load scenario's ASICs: power, hashrate, expected, temp, fan, status. */
+export const SAMPLES_PER_READING = 6;
+
+/** How long each phase runs; --quick shrinks everything to a smoke check of under two minutes. */
+export interface IngestPlan {
+  warmupS: number;
+  stepS: number;
+  firstRate: number;
+  growth: number;
+  maxRate: number;
+  sustainS: number;
+  halfRateS: number;
+  baselineS: number;
+}
+
+export const FULL_PLAN: IngestPlan = {
+  warmupS: 15,
+  stepS: 12,
+  firstRate: 20_000,
+  growth: 1.4,
+  maxRate: 400_000,
+  sustainS: 60,
+  halfRateS: 20,
+  baselineS: 20,
+};
+export const QUICK_PLAN: IngestPlan = {
+  warmupS: 6,
+  stepS: 5,
+  firstRate: 25_000,
+  growth: 1.8,
+  maxRate: 100_000,
+  sustainS: 6,
+  halfRateS: 5,
+  baselineS: 5,
+};
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (line: string) => process.stderr.write(`${line}\n`);
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -44,11 +65,7 @@ async function freePort(): Promise<number> {
 async function admin(text: string): Promise<void> {
   const c = new pg.Client({ connectionString: ADMIN_URL });
   await c.connect();
-  try {
-    await c.query(text);
-  } finally {
-    await c.end();
-  }
+  await c.query(text).finally(() => c.end());
 }
 
 function dbUrl(): string {
@@ -66,9 +83,11 @@ function processStats(pid: number): { cpuS: number; rssMb: number } {
   return { cpuS: ticks / 100, rssMb: rssKb / 1024 };
 }
 
-async function scrape(url: string): Promise<Map<string, number>> {
+type Scrape = Map<string, number>;
+
+async function scrape(url: string): Promise<Scrape> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const out = new Map<string, number>();
+  const out: Scrape = new Map();
   for (const line of text.split('\n')) {
     if (!line || line.startsWith('#')) continue;
     const i = line.lastIndexOf(' ');
@@ -77,37 +96,52 @@ async function scrape(url: string): Promise<Map<string, number>> {
   return out;
 }
 
-function sumMatching(m: Map<string, number>, prefix: string, ...contains: string[]): number {
+function sum(m: Scrape, prefix: string, ...contains: string[]): number {
   let n = 0;
   for (const [k, v] of m) if (k.startsWith(prefix) && contains.every((c) => k.includes(c))) n += v;
   return n;
 }
 
-/** p-quantile from the difference of two cumulative histogram scrapes. */
-function quantile(
-  before: Map<string, number>,
-  after: Map<string, number>,
-  name: string,
-  transport: string,
-  q: number,
-) {
+/** A quantile of the server's request histogram between two scrapes, interpolated as histogram_quantile does. */
+function quantileMs(before: Scrape, after: Scrape, transport: string, q: number): number | null {
+  const name = 'hashwatt_ingest_request_duration_seconds_bucket{';
   const buckets: [number, number][] = [];
   for (const [k, v] of after) {
-    if (!k.startsWith(`${name}_bucket{`) || !k.includes(`transport="${transport}"`)) continue;
+    if (!k.startsWith(name) || !k.includes(`transport="${transport}"`)) continue;
     const le = /le="([^"]+)"/.exec(k)?.[1];
-    if (!le) continue;
-    buckets.push([le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), v - (before.get(k) ?? 0)]);
+    if (le) buckets.push([le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), v - (before.get(k) ?? 0)]);
   }
   buckets.sort((a, b) => a[0] - b[0]);
   const total = buckets.at(-1)?.[1] ?? 0;
   if (total === 0) return null;
-  const bound = buckets.find(([, count]) => count >= q * total)?.[0];
-  return bound === undefined || !Number.isFinite(bound) ? null : bound * 1000;
+  const rank = q * total;
+  let lowerBound = 0;
+  let lowerCount = 0;
+  for (const [bound, count] of buckets) {
+    if (count >= rank) {
+      if (!Number.isFinite(bound)) return lowerBound * 1000;
+      const inBucket = count - lowerCount;
+      const share = inBucket > 0 ? (rank - lowerCount) / inBucket : 1;
+      return Math.round((lowerBound + (bound - lowerBound) * share) * 1000 * 10) / 10;
+    }
+    lowerBound = bound;
+    lowerCount = count;
+  }
+  return null;
 }
 
-async function startService(): Promise<{ child: ChildProcess; url: string }> {
+export interface BenchService {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** A fresh database and hashwatt as a child process on it (so its CPU and RSS are its own). */
+export async function startBenchService(): Promise<BenchService> {
+  await admin(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
+  await admin(`CREATE DATABASE ${DB_NAME}`);
   const port = await freePort();
-  const child = spawn(process.execPath, ['src/main.ts'], {
+  const child: ChildProcess = spawn(process.execPath, ['src/main.ts'], {
     env: {
       ...process.env,
       PORT: String(port),
@@ -119,85 +153,180 @@ async function startService(): Promise<{ child: ChildProcess; url: string }> {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 150; i++) {
     try {
-      if ((await fetch(`${url}/readyz`)).ok) return { child, url };
+      if ((await fetch(`${url}/readyz`)).ok) {
+        return {
+          url,
+          pid: child.pid!,
+          stop: async () => {
+            if (child.exitCode === null) {
+              child.kill('SIGTERM');
+              await new Promise((r) => child.once('exit', r));
+            }
+          },
+        };
+      }
     } catch {}
     await sleep(200);
   }
+  child.kill('SIGKILL');
   throw new Error('hashwatt did not become ready');
 }
 
-interface TransportResult {
+/** Drops the benchmark's database. */
+export async function dropBenchDatabase(): Promise<void> {
+  await admin(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
+}
+
+/** The simulator's `load` scenario offering `rate` readings/s for `seconds`, as its own process. */
+function offerLoad(url: string, transport: 'http' | 'ws', rate: number, seconds: number): Promise<void> {
+  const load = spawn(
+    process.execPath,
+    [
+      'simulators/cli.ts',
+      ...['--scenario', 'load', '--url', url, '--admin-token', ADMIN_TOKEN, '--transport', transport],
+      ...[
+        '--rate',
+        String(Math.round(rate)),
+        '--duration',
+        String(seconds),
+        '--flush-ms',
+        '1000',
+        '--quiet',
+        '--json',
+      ],
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  return new Promise((resolve) => load.once('exit', () => resolve()));
+}
+
+export interface Window {
+  offered_per_s: number;
   readings_per_s: number;
   samples_per_s: number;
   refused_per_s: number;
   ack_p50_ms: number | null;
   ack_p99_ms: number | null;
-  cpu_s_per_100k_samples: number;
+  cpu_s_per_100k_samples: number | null;
   rss_mb: number;
 }
 
-async function measureTransport(
-  url: string,
-  pid: number,
+/**
+ * Offers `rate` for `seconds` and measures the middle of it from the service's own counters: what
+ * it stored (accepted + duplicate), what it refused (429/503), request latency, CPU and RSS.
+ */
+async function measureAt(
+  service: BenchService,
   transport: 'http' | 'ws',
-): Promise<TransportResult> {
-  const load = spawn(
-    process.execPath,
-    [
-      'simulators/cli.ts',
-      '--scenario',
-      'load',
-      '--url',
-      url,
-      '--admin-token',
-      ADMIN_TOKEN,
-      '--transport',
-      transport,
-      '--rate',
-      String(RATE),
-      '--duration',
-      String(WARMUP_S + MEASURE_S + 2),
-      '--flush-ms',
-      '1000',
-      '--quiet',
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  await sleep(WARMUP_S * 1000);
-  const m0 = await scrape(url);
-  const p0 = processStats(pid);
+  rate: number,
+  seconds: number,
+): Promise<Window> {
+  const settleS = Math.min(3, Math.max(1, Math.floor(seconds / 4)));
+  const done = offerLoad(service.url, transport, rate, seconds + settleS);
+  await sleep(settleS * 1000);
+  const m0 = await scrape(service.url);
+  const p0 = processStats(service.pid);
   let rss = p0.rssMb;
   const t0 = performance.now();
-  for (let s = 0; s < MEASURE_S; s++) {
+  for (let s = 0; s < seconds; s++) {
     await sleep(1000);
-    rss = Math.max(rss, processStats(pid).rssMb);
+    rss = Math.max(rss, processStats(service.pid).rssMb);
   }
-  const seconds = (performance.now() - t0) / 1000;
-  const m1 = await scrape(url);
-  const p1 = processStats(pid);
-  await new Promise((r) => load.once('exit', r));
-
-  const stored = (m: Map<string, number>) =>
-    sumMatching(m, 'hashwatt_readings_ingested_total', `transport="${transport}"`, 'outcome="accepted"') +
-    sumMatching(m, 'hashwatt_readings_ingested_total', `transport="${transport}"`, 'outcome="duplicate"');
-  const samples = (m: Map<string, number>) =>
-    sumMatching(m, 'hashwatt_samples_ingested_total', `transport="${transport}"`);
-  const refused = (m: Map<string, number>) =>
-    sumMatching(m, 'hashwatt_ingest_requests_total', `transport="${transport}"`, 'status="429"') +
-    sumMatching(m, 'hashwatt_ingest_requests_total', `transport="${transport}"`, 'status="503"');
-  const samplesPerS = (samples(m1) - samples(m0)) / seconds;
+  const elapsed = (performance.now() - t0) / 1000;
+  const m1 = await scrape(service.url);
+  const p1 = processStats(service.pid);
+  await done;
+  const t = `transport="${transport}"`;
+  const stored = (m: Scrape) =>
+    sum(m, 'hashwatt_readings_ingested_total', t, 'outcome="accepted"') +
+    sum(m, 'hashwatt_readings_ingested_total', t, 'outcome="duplicate"');
+  const refused = (m: Scrape) =>
+    sum(m, 'hashwatt_ingest_requests_total', t, 'status="429"') +
+    sum(m, 'hashwatt_ingest_requests_total', t, 'status="503"');
+  const samplesPerS =
+    (sum(m1, 'hashwatt_samples_ingested_total', t) - sum(m0, 'hashwatt_samples_ingested_total', t)) / elapsed;
   return {
-    readings_per_s: Math.round((stored(m1) - stored(m0)) / seconds),
+    offered_per_s: Math.round(rate),
+    readings_per_s: Math.round((stored(m1) - stored(m0)) / elapsed),
     samples_per_s: Math.round(samplesPerS),
-    refused_per_s: Math.round((refused(m1) - refused(m0)) / seconds),
-    ack_p50_ms: quantile(m0, m1, 'hashwatt_ingest_request_duration_seconds', transport, 0.5),
-    ack_p99_ms: quantile(m0, m1, 'hashwatt_ingest_request_duration_seconds', transport, 0.99),
+    refused_per_s: Math.round((refused(m1) - refused(m0)) / elapsed),
+    ack_p50_ms: quantileMs(m0, m1, transport, 0.5),
+    ack_p99_ms: quantileMs(m0, m1, transport, 0.99),
     cpu_s_per_100k_samples:
-      samplesPerS > 0 ? Number((((p1.cpuS - p0.cpuS) / seconds / samplesPerS) * 1e5).toFixed(3)) : 0,
+      samplesPerS > 0 ? Number((((p1.cpuS - p0.cpuS) / elapsed / samplesPerS) * 1e5).toFixed(3)) : null,
     rss_mb: Math.round(rss),
   };
+}
+
+/** Clean: nothing refused and (almost) all that was offered stored. */
+const isClean = (w: Window) => w.refused_per_s === 0 && w.readings_per_s >= 0.95 * w.offered_per_s;
+
+export interface TransportResult {
+  /** Highest offered rate held for `sustain_s` with no refusals. */
+  readings_per_s: number;
+  samples_per_s: number;
+  sustain_s: number;
+  ack_p50_ms: number | null;
+  ack_p99_ms: number | null;
+  half_rate: number;
+  cpu_s_per_100k_samples: number | null;
+  rss_mb: number;
+  steps: Window[];
+}
+
+/** Rising open-loop rates until the service refuses or falls behind, then the best clean rate held for `sustainS`. */
+export async function rampTransport(
+  service: BenchService,
+  transport: 'http' | 'ws',
+  plan: IngestPlan,
+): Promise<TransportResult> {
+  const steps: Window[] = [];
+  let best: Window | undefined;
+  for (let rate = plan.firstRate; rate <= plan.maxRate; rate *= plan.growth) {
+    const w = await measureAt(service, transport, rate, plan.stepS);
+    steps.push(w);
+    log(
+      `  ${transport} step ${w.offered_per_s}/s: stored ${w.readings_per_s}/s, refused ${w.refused_per_s}/s, p99 ${w.ack_p99_ms} ms`,
+    );
+    if (!isClean(w)) break;
+    best = w;
+  }
+  // Hold the best clean step's rate for the sustain window; if it cannot, back off and try again.
+  let rate = best?.offered_per_s ?? plan.firstRate / plan.growth;
+  let held: Window | undefined;
+  for (let attempt = 0; attempt < 3 && !held; attempt++) {
+    const w = await measureAt(service, transport, rate, plan.sustainS);
+    steps.push(w);
+    log(
+      `  ${transport} sustain ${w.offered_per_s}/s for ${plan.sustainS}s: stored ${w.readings_per_s}/s, refused ${w.refused_per_s}/s`,
+    );
+    if (isClean(w)) held = w;
+    else rate *= 0.85;
+  }
+  const sustained = held ?? steps.at(-1)!;
+  const half = await measureAt(service, transport, sustained.offered_per_s / 2, plan.halfRateS);
+  steps.push(half);
+  log(
+    `  ${transport} half rate ${half.offered_per_s}/s: p50 ${half.ack_p50_ms} ms, p99 ${half.ack_p99_ms} ms`,
+  );
+  return {
+    readings_per_s: held ? sustained.readings_per_s : 0,
+    samples_per_s: held ? sustained.samples_per_s : 0,
+    sustain_s: plan.sustainS,
+    ack_p50_ms: half.ack_p50_ms,
+    ack_p99_ms: half.ack_p99_ms,
+    half_rate: half.offered_per_s,
+    cpu_s_per_100k_samples: sustained.cpu_s_per_100k_samples,
+    rss_mb: Math.max(...steps.map((s) => s.rss_mb)),
+    steps,
+  };
+}
+
+/** Registers the load scenario's 200 000 devices before anything is timed. */
+export async function warmUp(service: BenchService, plan: IngestPlan): Promise<void> {
+  await offerLoad(service.url, 'http', 40_000, plan.warmupS);
 }
 
 function literal(values: ArrayLike<number | string>): string {
@@ -206,129 +335,126 @@ function literal(values: ArrayLike<number | string>): string {
   return `${out}}`;
 }
 
-/**
- * The limit: the same kind of rows written straight into the same table with the same key and
- * de-duplication, no service in the way: INSERT … SELECT FROM unnest() in 5k batches over 2 connections.
- */
-async function measureBaseline(seconds: number): Promise<{ readings_per_s: number }> {
-  const pool = new pg.Pool({ connectionString: dbUrl(), max: 2 });
-  const { rows } = await pool.query<{ id: number }>(
-    `INSERT INTO sites (name, kind, capacity_w, token_hash) VALUES ('baseline', 'mining', 1e9, '\\x00') RETURNING id`,
-  );
-  const siteId = rows[0]!.id;
-  const DEVICES = 200_000;
-  const BATCH = 5_000;
-  const sql = `INSERT INTO readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c, fan_rpm, status)
-    SELECT s, d, to_timestamp(t / 1000.0), p, h, e, tc, f, st FROM unnest($1::int[], $2::int[], $3::float8[], $4::float8[],
-      $5::float8[], $6::float8[], $7::real[], $8::real[], $9::device_status[]) AS u(s, d, t, p, h, e, tc, f, st)
-    ON CONFLICT DO NOTHING`;
-  const base = Date.now() - 3_600_000;
-  let next = 0;
-  let written = 0;
-  const deadline = performance.now() + seconds * 1000;
-  const worker = async () => {
-    while (performance.now() < deadline) {
-      const start = next;
-      next += BATCH;
-      const d = new Array<number>(BATCH);
-      const t = new Array<number>(BATCH);
-      const p = new Array<number>(BATCH);
-      const h = new Array<number>(BATCH);
-      const temp = new Array<number>(BATCH);
-      const fan = new Array<number>(BATCH);
-      for (let i = 0; i < BATCH; i++) {
-        const n = start + i;
-        d[i] = 1_000_000 + (n % DEVICES);
-        t[i] = base + Math.floor(n / DEVICES) * 1000;
-        p[i] = 3500 + (n % 97);
-        h[i] = 200 + (n % 13) / 10;
-        temp[i] = 60 + (n % 10);
-        fan[i] = 5000 + (n % 400);
-      }
-      await pool.query(sql, [
-        literal(new Array(BATCH).fill(siteId)),
-        literal(d),
-        literal(t),
-        literal(p),
-        literal(h),
-        literal(new Array(BATCH).fill(200)),
-        literal(temp),
-        literal(fan),
-        literal(new Array(BATCH).fill('ok')),
-      ]);
-      written += BATCH;
-    }
-  };
-  const t0 = performance.now();
-  await Promise.all([worker(), worker()]);
-  const elapsed = (performance.now() - t0) / 1000;
-  await pool.end();
-  return { readings_per_s: Math.round(written / elapsed) };
+const DEVICES = 200_000;
+const BATCH = 5_000;
+
+/** Columns of `n` ASIC rows starting at row `start`, one reading per device per second from `base`. */
+function rows(start: number, n: number, base: number) {
+  const d = new Array<number>(n);
+  const t = new Array<number>(n);
+  const p = new Array<number>(n);
+  const h = new Array<number>(n);
+  const temp = new Array<number>(n);
+  const fan = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const k = start + i;
+    d[i] = 1_000_000 + (k % DEVICES);
+    t[i] = base + Math.floor(k / DEVICES) * 1000;
+    p[i] = 3500 + (k % 97);
+    h[i] = 200 + (k % 13) / 10;
+    temp[i] = 60 + (k % 10);
+    fan[i] = 5000 + (k % 400);
+  }
+  return { d, t, p, h, temp, fan };
 }
 
-async function main(): Promise<void> {
-  await admin(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
-  await admin(`CREATE DATABASE ${DB_NAME}`);
-  const pgVersion = await (async () => {
-    const c = new pg.Client({ connectionString: ADMIN_URL });
-    await c.connect();
-    const { rows } = await c.query<{ v: string; sb: string }>(
-      `SELECT version() AS v, current_setting('shared_buffers') AS sb`,
-    );
-    await c.end();
-    return `${rows[0]!.v.split(' ').slice(0, 2).join(' ')} (shared_buffers ${rows[0]!.sb})`;
-  })();
-  const { child, url } = await startService();
+/**
+ * The limit: the same kind of rows written straight into the same table with the same key and
+ * de-duplication, no service in the way, as the faster of (a) INSERT … SELECT FROM unnest() in 5k
+ * batches over 2 connections and (b) one COPY stream (which cannot skip duplicates: fresh keys only).
+ */
+export async function measureBaseline(seconds: number): Promise<{
+  readings_per_s: number;
+  unnest_readings_per_s: number;
+  copy_readings_per_s: number;
+}> {
+  const pool = new pg.Pool({ connectionString: dbUrl(), max: 2 });
   try {
-    console.error(
-      `hashwatt at ${url}; offering ${RATE} readings/s, warm-up ${WARMUP_S}s, measuring ${MEASURE_S}s per transport`,
+    const { rows: site } = await pool.query<{ id: number }>(
+      `INSERT INTO sites (name, kind, capacity_w, token_hash) VALUES ('baseline', 'mining', 1e9, '\\x00') RETURNING id`,
     );
-    const http = await measureTransport(url, child.pid!, 'http');
-    console.error(`http: ${JSON.stringify(http)}`);
-    const ws = await measureTransport(url, child.pid!, 'ws');
-    console.error(`ws: ${JSON.stringify(ws)}`);
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-    const baseline = await measureBaseline(MEASURE_S);
-    console.error(`baseline: ${JSON.stringify(baseline)}`);
-    const best = Math.max(http.readings_per_s, ws.readings_per_s);
-    const result = {
-      date: new Date().toISOString(),
-      quick: QUICK,
-      offered_readings_per_s: RATE,
-      measure_s: MEASURE_S,
-      machine: { cores: os.cpus().length, node: process.version, postgres: pgVersion },
-      ingest: {
-        http,
-        ws,
-        baseline,
-        ratio_to_baseline: Number((best / baseline.readings_per_s).toFixed(3)),
-      },
-      service: { rss_mb: Math.max(http.rss_mb, ws.rss_mb) },
-      samples_per_reading: SAMPLES_PER_READING,
+    const siteId = site[0]!.id;
+    const insert = `INSERT INTO readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c, fan_rpm, status)
+      SELECT s, d, to_timestamp(t / 1000.0), p, h, e, tc, f, st FROM unnest($1::int[], $2::int[], $3::float8[], $4::float8[],
+        $5::float8[], $6::float8[], $7::real[], $8::real[], $9::device_status[]) AS u(s, d, t, p, h, e, tc, f, st)
+      ON CONFLICT DO NOTHING`;
+    // Keys in the past, apart from the service's (which are near now) and from each other.
+    const unnestBase = Date.now() - 6 * 3_600_000;
+    let next = 0;
+    let written = 0;
+    const deadline = performance.now() + seconds * 1000;
+    const worker = async () => {
+      while (performance.now() < deadline) {
+        const r = rows(next, BATCH, unnestBase);
+        next += BATCH;
+        await pool.query(insert, [
+          literal(new Array(BATCH).fill(siteId)),
+          literal(r.d),
+          literal(r.t),
+          literal(r.p),
+          literal(r.h),
+          literal(new Array(BATCH).fill(200)),
+          literal(r.temp),
+          literal(r.fan),
+          literal(new Array(BATCH).fill('ok')),
+        ]);
+        written += BATCH;
+      }
     };
-    mkdirSync('bench/results', { recursive: true });
-    writeFileSync('bench/results/ingest.json', `${JSON.stringify(result, null, 2)}\n`);
-    const row = (
-      name: string,
-      r: { readings_per_s: number; samples_per_s?: number; ack_p99_ms?: number | null },
-    ) =>
-      `| ${name} | ${r.readings_per_s.toLocaleString('en-US')} | ${(r.samples_per_s ?? r.readings_per_s * SAMPLES_PER_READING).toLocaleString('en-US')} | ${r.ack_p99_ms ?? '–'} |`;
-    console.log(
-      [
-        `| path (${result.machine.cores} cores, ${pgVersion}) | readings/s | samples/s | p99 ack ms |`,
-        '|---|---|---|---|',
-        row('hashwatt HTTP', http),
-        row('hashwatt WebSocket', ws),
-        row('raw unnest 5k x 2 conns, same table/key/dedup', baseline),
-        '',
-        `ratio to baseline: ${result.ingest.ratio_to_baseline}; service RSS ${result.service.rss_mb} MB`,
-      ].join('\n'),
-    );
+    let t0 = performance.now();
+    await Promise.all([worker(), worker()]);
+    const unnest = written / ((performance.now() - t0) / 1000);
+
+    const copyBase = Date.now() - 12 * 3_600_000;
+    const client = await pool.connect();
+    let copied = 0;
+    t0 = performance.now();
+    try {
+      const copyDeadline = performance.now() + seconds * 1000;
+      const chunks = function* () {
+        for (let k = 0; performance.now() < copyDeadline; k += BATCH) {
+          const r = rows(k, BATCH, copyBase);
+          let text = '';
+          for (let i = 0; i < BATCH; i++) {
+            const ts = new Date(r.t[i]!).toISOString();
+            text += `${siteId}\t${r.d[i]}\t${ts}\t${r.p[i]}\t${r.h[i]}\t200\t${r.temp[i]}\t${r.fan[i]}\tok\n`;
+          }
+          copied += BATCH;
+          yield text;
+        }
+      };
+      const stream = client.query(
+        copyFrom(
+          'COPY readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c, fan_rpm, status) FROM STDIN',
+        ),
+      );
+      await pipeline(Readable.from(chunks()), stream);
+    } finally {
+      client.release();
+    }
+    const copy = copied / ((performance.now() - t0) / 1000);
+    return {
+      readings_per_s: Math.round(Math.max(unnest, copy)),
+      unnest_readings_per_s: Math.round(unnest),
+      copy_readings_per_s: Math.round(copy),
+    };
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    await admin(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
+    await pool.end();
   }
 }
 
-await main();
+if (import.meta.main) {
+  const plan = process.argv.includes('--quick') ? QUICK_PLAN : FULL_PLAN;
+  const service = await startBenchService();
+  try {
+    await warmUp(service, plan);
+    const http = await rampTransport(service, 'http', plan);
+    const ws = await rampTransport(service, 'ws', plan);
+    await service.stop();
+    const baseline = await measureBaseline(plan.baselineS);
+    console.log(JSON.stringify({ http, ws, baseline }, null, 2));
+  } finally {
+    await service.stop();
+    await dropBenchDatabase();
+  }
+}

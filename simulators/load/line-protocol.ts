@@ -16,7 +16,8 @@ const MEASUREMENT_SPECIAL = /[\\, \n\r]/;
  */
 export function escapeTag(s: string): string {
   if (!TAG_SPECIAL.test(s)) return s;
-  if (/[\n\r]/.test(s)) throw new Error(`line protocol cannot carry a newline in a tag or key: ${JSON.stringify(s)}`);
+  if (/[\n\r]/.test(s))
+    throw new Error(`line protocol cannot carry a newline in a tag or key: ${JSON.stringify(s)}`);
   // Backslash first; VictoriaMetrics and InfluxDB both read `\\` as one backslash.
   return s.replace(/[\\, =]/g, '\\$&');
 }
@@ -25,7 +26,8 @@ export function escapeTag(s: string): string {
 export function escapeMeasurement(s: string): string {
   if (s === '') throw new Error('line protocol: empty measurement');
   if (!MEASUREMENT_SPECIAL.test(s)) return s;
-  if (/[\n\r]/.test(s)) throw new Error(`line protocol cannot carry a newline in a measurement: ${JSON.stringify(s)}`);
+  if (/[\n\r]/.test(s))
+    throw new Error(`line protocol cannot carry a newline in a measurement: ${JSON.stringify(s)}`);
   return s.replace(/[\\, ]/g, '\\$&');
 }
 
@@ -60,10 +62,31 @@ export function formatLine(
   if (set.length === 0) throw new Error('line protocol: a line needs at least one field');
   out += ` ${set.join(',')}`;
   if (tsMs !== undefined) {
-    if (!Number.isSafeInteger(tsMs)) throw new Error(`line protocol: timestamp ${tsMs} is not an integer (ms)`);
+    if (!Number.isSafeInteger(tsMs))
+      throw new Error(`line protocol: timestamp ${tsMs} is not an integer (ms)`);
     out += ` ${tsMs}`;
   }
   return out;
+}
+
+/** Fields in one line (each becomes a sample); honours escapes and quoted string values. */
+export function countFields(line: string): number {
+  let i = 0;
+  // Measurement and tags end at the first unescaped space.
+  for (; i < line.length && line[i] !== ' '; i++) if (line[i] === '\\') i++;
+  let fields = 0;
+  i++;
+  while (i < line.length) {
+    // Key up to its unescaped `=`, then a quoted string or a bare value up to `,` or ` `.
+    for (; i < line.length && line[i] !== '='; i++) if (line[i] === '\\') i++;
+    i++;
+    if (line[i] === '"') for (i++; i < line.length && line[i] !== '"'; i++) if (line[i] === '\\') i++;
+    for (; i < line.length && line[i] !== ',' && line[i] !== ' '; i++);
+    fields++;
+    if (line[i] !== ',') break;
+    i++;
+  }
+  return fields;
 }
 
 /** Keys of a reading that identify the device rather than carry a value. */
@@ -163,7 +186,8 @@ export class LineProtocolGenerator {
     let tags = '';
     const fields: string[] = [];
     for (const [key, value] of Object.entries(values)) {
-      if (IDENTITY_KEYS.has(key)) throw new Error(`unexpected load reading values (${key} after ts): ${valuePart}`);
+      if (IDENTITY_KEYS.has(key))
+        throw new Error(`unexpected load reading values (${key} after ts): ${valuePart}`);
       if (key === 'status' && typeof value === 'string') {
         if (value !== '') tags += `,status=${escapeTag(value)}`;
       } else if (typeof value === 'number') {

@@ -1,0 +1,161 @@
+// `npm run bench [-- --quick]`: every benchmark of hashwatt in one run, so the ratios compare numbers
+// taken on the same machine minutes apart. Writes bench/results/latest.json (keys are stable: other
+// tools read them) and the table in bench/README.md.
+//
+// Needs Postgres at $BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) and,
+// for the peer, Debian's victoria-metrics package (skipped with a reason when missing).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import pg from 'pg';
+import {
+  ADMIN_URL,
+  dropBenchDatabase,
+  FULL_PLAN,
+  measureBaseline,
+  QUICK_PLAN,
+  rampTransport,
+  SAMPLES_PER_READING,
+  startBenchService,
+  warmUp,
+} from './ingest.ts';
+import { measureVictoriaMetrics } from './peer-victoriametrics.ts';
+import { measureScrape } from './scrape.ts';
+
+const quick = process.argv.includes('--quick');
+const plan = quick ? QUICK_PLAN : FULL_PLAN;
+const started = Date.now();
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+async function postgresVersion(): Promise<string> {
+  const c = new pg.Client({ connectionString: ADMIN_URL });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ v: string; sb: string; sc: string }>(
+      `SELECT version() AS v, current_setting('shared_buffers') AS sb, current_setting('synchronous_commit') AS sc`,
+    );
+    const r = rows[0]!;
+    return `${r.v.split(' ').slice(0, 2).join(' ')} (shared_buffers ${r.sb}, synchronous_commit ${r.sc})`;
+  } finally {
+    await c.end();
+  }
+}
+
+const machine = {
+  cores: os.cpus().length,
+  cpu: os.cpus()[0]?.model ?? 'unknown',
+  memory_gb: Math.round(os.totalmem() / 2 ** 30),
+  node: process.version,
+  postgres: await postgresVersion(),
+};
+log(
+  `hashwatt bench${quick ? ' (quick)' : ''} on ${machine.cores} cores, ${machine.node}, ${machine.postgres}`,
+);
+
+log('ingest: starting hashwatt and registering the load scenario’s 200 000 devices');
+const service = await startBenchService();
+let ingest: {
+  http: Awaited<ReturnType<typeof rampTransport>>;
+  ws: Awaited<ReturnType<typeof rampTransport>>;
+  baseline: Awaited<ReturnType<typeof measureBaseline>>;
+};
+try {
+  await warmUp(service, plan);
+  log('ingest over HTTP');
+  const http = await rampTransport(service, 'http', plan);
+  log('ingest over WebSocket');
+  const ws = await rampTransport(service, 'ws', plan);
+  await service.stop();
+  log('baseline: the same rows straight into the same table');
+  const baseline = await measureBaseline(plan.baselineS);
+  ingest = { http, ws, baseline };
+} finally {
+  await service.stop();
+  await dropBenchDatabase();
+}
+
+log('peer: VictoriaMetrics ingesting the same readings as line protocol');
+// The quick run uses a tenth of the fleet: creating a million series takes VictoriaMetrics 10-20 s.
+const peer = await measureVictoriaMetrics({
+  seconds: plan.baselineS,
+  devices: quick ? 20_000 : 200_000,
+  sites: 4,
+});
+
+log(quick ? 'scrape: 100 sites / 30 000 devices (quick)' : 'scrape: 1 000 sites / 300 000 devices');
+const scrape = quick ? await measureScrape(100, 30_000, 5) : await measureScrape(1000, 300_000, 20);
+
+const bestReadings = Math.max(ingest.http.readings_per_s, ingest.ws.readings_per_s);
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+const result = {
+  date: new Date().toISOString(),
+  quick,
+  duration_s: 0,
+  machine,
+  plan,
+  ingest: {
+    http: ingest.http,
+    ws: ingest.ws,
+    baseline: {
+      ...ingest.baseline,
+      samples_per_s: ingest.baseline.readings_per_s * SAMPLES_PER_READING,
+    },
+    ratio_to_baseline: round3(bestReadings / ingest.baseline.readings_per_s),
+    peer: { victoriametrics: peer },
+    // Readings against lines: the same unit of work (hashwatt counts a reading's status as a sample,
+    // VictoriaMetrics carries it as a tag, so samples per reading differ by one).
+    ratio_to_peer: 'lines_per_s' in peer ? round3(bestReadings / peer.lines_per_s) : null,
+    acknowledgement: {
+      hashwatt: 'after the transaction holding the reading has committed (fsync on, synchronous_commit on)',
+      victoriametrics: 'before the data reaches disk (in-memory buffer, flushed about every second)',
+    },
+  },
+  scrape: {
+    [`ms_${Math.round(scrape.devices / 1000)}k_devices`]: scrape.scrape.p50_ms,
+    ms_300k_devices: scrape.devices === 300_000 ? scrape.scrape.p50_ms : null,
+    detail: scrape,
+  },
+  query: {
+    series_24h_1m_p95_ms: null,
+    note: 'the query API (series with rollups) is not built yet; this key stays null until it is',
+  },
+  service: { rss_mb: Math.max(ingest.http.rss_mb, ingest.ws.rss_mb) },
+};
+result.duration_s = Math.round((Date.now() - started) / 1000);
+
+mkdirSync('bench/results', { recursive: true });
+const file = quick ? 'bench/results/latest.quick.json' : 'bench/results/latest.json';
+writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+
+const n = (x: number | null | undefined) =>
+  x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US');
+const peerLine =
+  'samples_per_s' in peer
+    ? `| VictoriaMetrics ${peer.version}, InfluxDB line protocol (acks before disk) | ${n(peer.lines_per_s)} lines | ${n(peer.samples_per_s)} | – |`
+    : `| VictoriaMetrics | skipped: ${peer.skipped} | | |`;
+const table = [
+  `Measured ${result.date.slice(0, 10)} on ${machine.cores} cores (${machine.cpu}), ${machine.node}, ${machine.postgres}${quick ? ' — quick run' : ''}; \`npm run bench\` took ${result.duration_s} s.`,
+  '',
+  '| path | readings/s | samples/s | ack p99 at half rate |',
+  '|---|---|---|---|',
+  `| hashwatt over HTTP (gzip), held ${plan.sustainS} s, no refusals | ${n(ingest.http.readings_per_s)} | ${n(ingest.http.samples_per_s)} | ${ingest.http.ack_p99_ms ?? '–'} ms |`,
+  `| hashwatt over WebSocket, held ${plan.sustainS} s, no refusals | ${n(ingest.ws.readings_per_s)} | ${n(ingest.ws.samples_per_s)} | ${ingest.ws.ack_p99_ms ?? '–'} ms |`,
+  `| raw write, same table/key/dedup: unnest 5k x 2 conns | ${n(ingest.baseline.unnest_readings_per_s)} | ${n(ingest.baseline.unnest_readings_per_s * SAMPLES_PER_READING)} | – |`,
+  `| raw write, one COPY stream (fresh keys) | ${n(ingest.baseline.copy_readings_per_s)} | ${n(ingest.baseline.copy_readings_per_s * SAMPLES_PER_READING)} | – |`,
+  peerLine,
+  '',
+  `hashwatt / raw write: **${result.ingest.ratio_to_baseline}**; hashwatt / VictoriaMetrics (readings per line): **${result.ingest.ratio_to_peer ?? '–'}**. ` +
+    `Service RSS ${result.service.rss_mb} MB; CPU ${ingest.http.cpu_s_per_100k_samples ?? '–'} s (HTTP) / ${ingest.ws.cpu_s_per_100k_samples ?? '–'} s (WS) per 100k samples. ` +
+    `Scrape at ${n(scrape.sites)} sites / ${n(scrape.devices)} devices: ${scrape.scrape.p50_ms} ms p50 (fleet aggregate, refreshed in the background: ${scrape.fleet_aggregate.p50_ms} ms).`,
+];
+if (!quick) {
+  const readme = readFileSync('bench/README.md', 'utf8');
+  const begin = '<!-- results:begin -->';
+  const end = '<!-- results:end -->';
+  const updated = readme.replace(
+    new RegExp(`${begin}[\\s\\S]*${end}`),
+    `${begin}\n${table.join('\n')}\n${end}`,
+  );
+  writeFileSync('bench/README.md', updated);
+}
+console.log(table.join('\n'));
+log(`wrote ${file}`);
