@@ -1,5 +1,12 @@
 import { type core, z } from 'zod';
-import { DEVICE_KINDS, DEVICE_STATUSES, type DeviceKind, type ReadingMetrics } from '../storage/schema.ts';
+import {
+  DEVICE_KINDS,
+  DEVICE_STATUSES,
+  type DeviceKind,
+  pickMetrics,
+  READING_METRICS,
+  type ReadingMetrics,
+} from '../storage/schema.ts';
 
 /** Largest clock lead accepted: agents' clocks drift, but a reading from the future is a bug. */
 export const MAX_FUTURE_MS = 5 * 60_000;
@@ -33,18 +40,6 @@ export const ReadingSchema = z.strictObject({
   status: z.enum(DEVICE_STATUSES).optional(),
 });
 export type Reading = z.infer<typeof ReadingSchema>;
-
-const METRIC_FIELDS = [
-  'power_w',
-  'hashrate_ths',
-  'expected_hashrate_ths',
-  'temp_c',
-  'fan_rpm',
-  'gpu_util_pct',
-  'gpu_mem_used_bytes',
-  'available_power_w',
-  'status',
-] as const satisfies readonly (keyof Reading & keyof ReadingMetrics)[];
 
 /** A reading that passed validation, not yet tied to a stored device. */
 export interface ValidReading extends Partial<ReadingMetrics> {
@@ -168,15 +163,7 @@ export function validateReading(
     kind: r.kind,
     model: r.model,
     tsMs: ts.value,
-    power_w: r.power_w,
-    hashrate_ths: r.hashrate_ths,
-    expected_hashrate_ths: r.expected_hashrate_ths,
-    temp_c: r.temp_c,
-    fan_rpm: r.fan_rpm,
-    gpu_util_pct: r.gpu_util_pct,
-    gpu_mem_used_bytes: r.gpu_mem_used_bytes,
-    available_power_w: r.available_power_w,
-    status: r.status,
+    ...pickMetrics(r),
   };
   if (countSamples(reading) === 0) {
     return {
@@ -210,6 +197,6 @@ export function validateReadings(
 /** Metric values (samples) a reading carries; status counts as one. */
 export function countSamples(reading: Partial<ReadingMetrics>): number {
   let n = 0;
-  for (const name of METRIC_FIELDS) if (reading[name] !== undefined && reading[name] !== null) n++;
+  for (const name of READING_METRICS) if (reading[name] !== undefined && reading[name] !== null) n++;
   return n;
 }

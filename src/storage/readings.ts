@@ -1,5 +1,5 @@
 import { type Kysely, sql } from 'kysely';
-import type { Database, DeviceKind, ReadingMetrics } from './schema.ts';
+import { type Database, type DeviceKind, NUMERIC_METRICS, type ReadingMetrics } from './schema.ts';
 
 /** A validated reading resolved to its site and device ids, ready to store. */
 export interface ReadingRecord extends Partial<ReadingMetrics> {
@@ -17,17 +17,6 @@ export interface WriteResult {
   /** For each input reading, true when the same (site, device, ts) was already stored (or came earlier in the batch). */
   duplicate: boolean[];
 }
-
-const METRIC_COLUMNS = [
-  'power_w',
-  'hashrate_ths',
-  'expected_hashrate_ths',
-  'temp_c',
-  'fan_rpm',
-  'gpu_util_pct',
-  'gpu_mem_used_bytes',
-  'available_power_w',
-] as const satisfies readonly (keyof ReadingMetrics)[];
 
 /**
  * Postgres array literal built by hand: pg's generic array serialiser costs about as much Node CPU
@@ -74,7 +63,7 @@ function unnestArguments(records: readonly ReadingRecord[]) {
     siteId: numberArrayLiteral(column(records, 'site_id')),
     deviceId: numberArrayLiteral(column(records, 'device_id')),
     tsMs: numberArrayLiteral(column(records, 'ts_ms')),
-    metrics: METRIC_COLUMNS.map((name) => numberArrayLiteral(column(records, name))),
+    metrics: NUMERIC_METRICS.map((name) => numberArrayLiteral(column(records, name))),
     status: labelArrayLiteral(column(records, 'status')),
     kind: labelArrayLiteral(column(records, 'kind')),
   };

@@ -51,6 +51,39 @@ export interface ReadingMetrics {
   status: DeviceStatus | null;
 }
 
+/** The numeric metric columns, in the order the write statements list them. */
+export const NUMERIC_METRICS = [
+  'power_w',
+  'hashrate_ths',
+  'expected_hashrate_ths',
+  'temp_c',
+  'fan_rpm',
+  'gpu_util_pct',
+  'gpu_mem_used_bytes',
+  'available_power_w',
+] as const satisfies readonly (keyof ReadingMetrics)[];
+
+/** Every metric a reading may carry: the numeric ones and the device status. */
+export const READING_METRICS = [
+  ...NUMERIC_METRICS,
+  'status',
+] as const satisfies readonly (keyof ReadingMetrics)[];
+
+/** Copies just the metric fields of a reading-like object. */
+export function pickMetrics(source: Partial<ReadingMetrics>): Partial<ReadingMetrics> {
+  return {
+    power_w: source.power_w,
+    hashrate_ths: source.hashrate_ths,
+    expected_hashrate_ths: source.expected_hashrate_ths,
+    temp_c: source.temp_c,
+    fan_rpm: source.fan_rpm,
+    gpu_util_pct: source.gpu_util_pct,
+    gpu_mem_used_bytes: source.gpu_mem_used_bytes,
+    available_power_w: source.available_power_w,
+    status: source.status,
+  };
+}
+
 export interface ReadingsTable extends ReadingMetrics {
   site_id: number;
   device_id: number;
