@@ -1,0 +1,321 @@
+import http from 'node:http';
+import fc from 'fast-check';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { readingKey } from '../../simulators/index.ts';
+import { ReadingSchema, validateReading } from '../../src/ingest/reading.ts';
+import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { expectNoCrash } from './support/checks.ts';
+import {
+  type Expected,
+  type ExpectedFrame,
+  expectFrame,
+  frameArb,
+  httpRequestArb,
+  IngestModel,
+  type WireRequest,
+} from './support/hostile.ts';
+import { ADMIN_TOKEN, HashwattProcess } from './support/process.ts';
+
+const DAY_MS = 86_400_000;
+// Fixed seeds so a failure replays; HASHWATT_FUZZ_SEED and HASHWATT_FUZZ_RUNS explore further.
+const SEED = Number(process.env.HASHWATT_FUZZ_SEED ?? 424_242);
+const HTTP_RUNS = Number(process.env.HASHWATT_FUZZ_RUNS ?? 400);
+const FRAME_RUNS = HTTP_RUNS;
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+/** POSTs exact bytes with exact headers (no client-side help). A refusal before the body is read is still an answer. */
+function send(base: string, token: string, request: WireRequest): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string | number> = {
+      authorization: `Bearer ${token}`,
+      'content-length': request.body.length,
+    };
+    if (request.contentType !== undefined) headers['content-type'] = request.contentType;
+    if (request.contentEncoding !== undefined) headers['content-encoding'] = request.contentEncoding;
+    const req = http.request(`${base}/api/v1/ingest`, {
+      method: 'POST',
+      headers,
+      timeout: 30_000,
+      agent: false,
+    });
+    let answered = false;
+    req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
+    req.on('error', (error) => {
+      if (!answered) reject(error);
+    });
+    req.on('response', (res) => {
+      answered = true;
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        text += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      res.on('error', reject);
+    });
+    req.end(request.body);
+  });
+}
+
+interface IngestBody {
+  accepted?: number;
+  duplicates?: number;
+  rejected?: { index: number; code: string }[];
+  error?: { code: string };
+}
+
+function checkIngestAnswer(
+  expected:
+    | Exclude<Expected, { code: string }>
+    | Exclude<ExpectedFrame, { close: number } | { code: string }>,
+  body: IngestBody,
+  sent: Buffer,
+): void {
+  const rejected = body.rejected ?? [];
+  expect(
+    {
+      accepted: body.accepted,
+      duplicates: body.duplicates,
+      rejected: rejected.map((r) => r.index),
+      kindRequired: rejected.filter((r) => r.code === 'kind_required').map((r) => r.index),
+    },
+    `sent ${sent.toString('utf8').slice(0, 3000)}\nanswered ${JSON.stringify(body).slice(0, 2000)}`,
+  ).toEqual({
+    accepted: expected.accepted,
+    duplicates: expected.duplicates,
+    rejected: expected.rejectedIndexes,
+    kindRequired: expected.kindRequired,
+  });
+}
+
+/** A stream connection for the fuzzer: one frame at a time, its answer or the close code. */
+class FuzzStream {
+  #ws: WebSocket | undefined;
+  #waiter: ((m: { reply: Record<string, unknown> } | { close: number }) => void) | undefined;
+  readonly #url: string;
+  readonly #token: string;
+  connections = 0;
+
+  constructor(url: string, token: string) {
+    this.#url = url;
+    this.#token = token;
+  }
+
+  async #open(): Promise<WebSocket> {
+    if (this.#ws && this.#ws.readyState === WebSocket.OPEN) return this.#ws;
+    const ws = new WebSocket(`${this.#url.replace(/^http/, 'ws')}/api/v1/stream`, {
+      headers: { authorization: `Bearer ${this.#token}` },
+      maxPayload: 1024 * 1024,
+    });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    this.connections++;
+    ws.on('message', (data) =>
+      this.#waiter?.({ reply: JSON.parse(String(data)) as Record<string, unknown> }),
+    );
+    ws.on('close', (code) => this.#waiter?.({ close: code }));
+    ws.on('error', () => {});
+    this.#ws = ws;
+    return ws;
+  }
+
+  async exchange(frame: { data: Buffer; binary: boolean }) {
+    const ws = await this.#open();
+    const answer = new Promise<{ reply: Record<string, unknown> } | { close: number }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no answer to a frame within 30 s')), 30_000);
+      this.#waiter = (m) => {
+        clearTimeout(timer);
+        this.#waiter = undefined;
+        resolve(m);
+      };
+    });
+    ws.send(frame.data, { binary: frame.binary });
+    return answer;
+  }
+
+  close(): void {
+    this.#ws?.close();
+  }
+}
+
+describe('reliability: hostile input over HTTP and WebSocket', () => {
+  let db: TestDatabase | undefined;
+  let service: HashwattProcess | undefined;
+  let token = '';
+  const model = new IngestModel();
+  const T0 = Date.now() - 2 * DAY_MS;
+  let run = 0;
+  // Every run's valid readings get timestamps of their own; duplicates come from inside a batch.
+  const tsBase = () => T0 + run * 100;
+  const counts = { requests: 0, frames: 0, ok: 0, refused: 0, byStatus: new Map<string, number>() };
+  const tally = (key: string) => counts.byStatus.set(key, (counts.byStatus.get(key) ?? 0) + 1);
+
+  beforeAll(async () => {
+    db = await createTestDatabase('postgres');
+    service = await HashwattProcess.start(db.url!);
+    const created = await fetch(`${service.url}/api/v1/sites`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'fuzz', kind: 'mixed', capacity_kw: 1_000 }),
+    });
+    token = ((await created.json()) as { token: string }).token;
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    await db?.dispose();
+  });
+
+  it('answers every HTTP body as the contract says, never with a 5xx', async () => {
+    const hashwatt = service!;
+    await fc.assert(
+      fc.asyncProperty(
+        httpRequestArb(tsBase, () => Date.now()),
+        async (request) => {
+          run++;
+          counts.requests++;
+          const expected = model.http(request, Date.now());
+          const answer = await send(hashwatt.url, token, request);
+          tally(`HTTP ${answer.status}`);
+          expect(answer.status, `${request.label}: ${answer.body.slice(0, 300)}`).toBeLessThan(500);
+          expect(answer.status, `${request.label}: ${answer.body.slice(0, 300)}`).toBe(expected.status);
+          const body = JSON.parse(answer.body) as IngestBody;
+          if ('code' in expected) expect(body.error?.code, request.label).toBe(expected.code);
+          else checkIngestAnswer(expected, body, request.body);
+          model.commit();
+        },
+      ),
+      { numRuns: HTTP_RUNS, seed: SEED, endOnFailure: true },
+    );
+    expect(hashwatt.running).toBe(true);
+  });
+
+  it('answers every WebSocket frame as the contract says, never with an internal error', async () => {
+    const hashwatt = service!;
+    const stream = new FuzzStream(hashwatt.url, token);
+    let seq = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          frameArb(tsBase, () => Date.now()),
+          async (frame) => {
+            run++;
+            counts.frames++;
+            const wire = frame.render(seq++);
+            const expected = expectFrame(model, wire, Date.now());
+            const answer = await stream.exchange(wire);
+            if ('close' in answer) {
+              tally(`close ${answer.close}`);
+              expect(expected, frame.label).toEqual({ close: answer.close });
+              return;
+            }
+            const reply = answer.reply as IngestBody & { ack?: number; seq?: number | null };
+            tally(reply.error ? `frame ${reply.error.code}` : 'frame ack');
+            expect(reply.error?.code, `${frame.label}: ${JSON.stringify(reply).slice(0, 300)}`).not.toBe(
+              'internal',
+            );
+            if ('close' in expected)
+              throw new Error(`${frame.label}: expected close ${expected.close}, got a reply`);
+            if ('code' in expected) {
+              const { seqs = [expected.seq], code } = expected;
+              expect(reply.error?.code, frame.label).toBe(code);
+              expect(seqs, `${frame.label}: answered seq ${reply.seq}`).toContain(reply.seq ?? null);
+            } else {
+              expect(reply.ack, frame.label).toBe(expected.ack);
+              checkIngestAnswer(expected, reply, wire.data);
+            }
+            model.commit();
+          },
+        ),
+        { numRuns: FRAME_RUNS, seed: SEED + 1, endOnFailure: true },
+      );
+    } finally {
+      stream.close();
+    }
+    expect(hashwatt.running).toBe(true);
+  });
+
+  it('is still alive, and stores exactly the readings it accepted, each as it was sent', async () => {
+    const hashwatt = service!;
+    expect(hashwatt.running).toBe(true);
+    expect((await fetch(`${hashwatt.url}/healthz`)).status).toBe(200);
+
+    const client = new pg.Client({ connectionString: db!.url! });
+    await client.connect();
+    const { rows } = await client.query<Record<string, unknown> & { device: string; ts_ms: string }>(
+      `SELECT d.external_id AS device, (extract(epoch FROM r.ts) * 1000)::bigint::text AS ts_ms, r.power_w,
+         r.hashrate_ths, r.expected_hashrate_ths, r.temp_c, r.fan_rpm, r.gpu_util_pct, r.gpu_mem_used_bytes,
+         r.available_power_w, r.status::text AS status
+       FROM readings r JOIN devices d ON d.id = r.device_id JOIN sites s ON s.id = r.site_id WHERE s.name = 'fuzz'`,
+    );
+    await client.end();
+
+    const storedKeys = new Set<string>();
+    const problems: string[] = [];
+    const window = { nowMs: Date.now(), oldestMs: Date.now() - 30 * DAY_MS };
+    const float8 = [
+      'power_w',
+      'hashrate_ths',
+      'expected_hashrate_ths',
+      'gpu_mem_used_bytes',
+      'available_power_w',
+    ];
+    const real = ['temp_c', 'fan_rpm', 'gpu_util_pct'];
+    for (const row of rows) {
+      const tsMs = Number(row.ts_ms);
+      const key = readingKey(row.device, tsMs);
+      storedKeys.add(key);
+      const sent = model.stored.get(key);
+      if (!sent) {
+        problems.push(`stored but never accepted: ${JSON.stringify(key)}`);
+        continue;
+      }
+      // The stored row, read back as a reading, satisfies the contract...
+      const back: Record<string, unknown> = { device: row.device, ts: tsMs };
+      for (const f of [...float8, ...real, 'status']) if (row[f] !== null) back[f] = row[f];
+      if (!ReadingSchema.safeParse(back).success || !validateReading(back, 0, window).ok)
+        problems.push(`stored reading breaks the contract: ${JSON.stringify(back)}`);
+      // ...and holds what was sent: doubles exactly, reals to float4 precision.
+      for (const f of float8) {
+        const want = sent.reading[f] ?? null;
+        if (row[f] !== want && !(row[f] === 0 && want === 0))
+          problems.push(`${key} ${f}: sent ${want}, stored ${row[f]}`);
+      }
+      for (const f of real) {
+        const sentValue = sent.reading[f];
+        // The contract stores magnitudes under float4's smallest normal as 0 (a real column refuses them).
+        const want =
+          typeof sentValue === 'number' && Math.abs(sentValue) < 1.1754944e-38
+            ? 0
+            : (sentValue as number | undefined);
+        const got = row[f];
+        const same =
+          want === undefined
+            ? got === null
+            : typeof got === 'number' && Math.abs(got - want) <= Math.abs(Math.fround(want)) * 2 ** -23;
+        if (!same) problems.push(`${key} ${f}: sent ${want}, stored ${got}`);
+      }
+      if ((sent.reading.status ?? null) !== row.status)
+        problems.push(`${key} status: sent ${sent.reading.status}, stored ${row.status}`);
+    }
+    for (const key of model.stored.keys())
+      if (!storedKeys.has(key)) problems.push(`accepted but not stored: ${JSON.stringify(key)}`);
+
+    console.log(
+      `reliability hostile-input: generated ${counts.requests} bodies + ${counts.frames} frames, acknowledged ${model.stored.size} readings, ` +
+        `stored ${rows.length}, problems ${problems.length} | ${JSON.stringify(Object.fromEntries([...counts.byStatus].sort()))}`,
+    );
+    expectNoCrash(hashwatt);
+    expect(hashwatt.errors.slice(0, 3), 'errors logged by the service').toEqual([]);
+    expect(problems.slice(0, 20)).toEqual([]);
+    expect(rows.length).toBe(model.stored.size);
+  });
+});
