@@ -16,6 +16,9 @@ export interface WsTransportOptions {
   userAgent?: string;
 }
 
+/** Frame error codes that mean the service failed, not the frame (hashwatt's 5xx-class codes). */
+const SERVER_ERROR_CODES = new Set(['internal', 'database_unavailable', 'shutting_down', 'overloaded']);
+
 /** Server → agent messages on /api/v1/stream: an ack, an overload reply, or a frame error. */
 const AckMessage = IngestResult.extend({ ack: z.int() });
 const OverloadMessage = z.looseObject({ seq: z.int(), retry_after_ms: z.number().min(0) });
@@ -178,9 +181,10 @@ export class WsTransport implements Transport {
     }
     const overload = OverloadMessage.safeParse(json);
     if (overload.success) {
+      const code = (json as { error?: { code?: unknown } }).error?.code;
       this.#settle(overload.data.seq, {
         kind: 'retry',
-        reason: 'service overloaded',
+        reason: typeof code === 'string' ? `service: ${code}` : 'service overloaded',
         retryAfterMs: overload.data.retry_after_ms,
       });
       return;
@@ -188,6 +192,11 @@ export class WsTransport implements Transport {
     const error = FrameErrorMessage.safeParse(json);
     if (error.success) {
       const { code, message } = error.data.error;
+      // A server-side failure is not the frame's fault: retry it with backoff, as HTTP retries a 500.
+      if (SERVER_ERROR_CODES.has(code)) {
+        this.#settle(error.data.seq, { kind: 'retry', reason: `service error: ${code}` });
+        return;
+      }
       this.#settle(error.data.seq, { kind: 'rejected', status: null, code, message: message ?? '' });
     }
   }

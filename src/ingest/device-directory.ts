@@ -48,7 +48,15 @@ export class DeviceDirectory {
     for (const r of readings) {
       const device = known.get(r.device);
       if (!device) {
-        rejected.push({ index: r.index, ...refused.get(r.device)! });
+        rejected.push({
+          index: r.index,
+          // Every refusal above is named; this is only reached if the store disagrees with the name sent.
+          ...(refused.get(r.device) ?? {
+            field: 'device',
+            code: 'device_unresolved',
+            message: `device "${r.device}" could not be registered; retry later`,
+          }),
+        });
         continue;
       }
       records.push({

@@ -72,6 +72,25 @@ describe('validateReading', () => {
     expect(rejection(raw)).toMatchObject({ index: 7, field, code });
   });
 
+  it.each([
+    [{ ...asic, model: 'S21\u0000' }, 'model'],
+    [{ ...asic, device: 'rig-\ud800' }, 'device'],
+    [{ ...asic, model: '\udc00S21' }, 'model'],
+  ])('rejects names Postgres would refuse or store differently: %j', (raw, field) => {
+    expect(rejection(raw)).toMatchObject({ field, code: 'invalid' });
+  });
+
+  it('stores sensor values too small for a real column as 0 instead of failing the batch', () => {
+    const result = validateReading(
+      { ...asic, temp_c: 1e-50, fan_rpm: 5e-39, gpu_util_pct: 1e-39 },
+      0,
+      window,
+    );
+    expect(result.ok && [result.reading.temp_c, result.reading.fan_rpm, result.reading.gpu_util_pct]).toEqual(
+      [0, 0, 0],
+    );
+  });
+
   it('accepts a reading that only reports a status', () => {
     expect(validateReading({ device: 'a', ts: NOW, status: 'offline' }, 0, window).ok).toBe(true);
   });

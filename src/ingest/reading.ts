@@ -17,24 +17,35 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\
 // Epoch milliseconds before 2001-09-09 are almost certainly epoch seconds sent by mistake.
 const MIN_EPOCH_MS = 1e12;
 
+// Postgres `real` columns refuse magnitudes under float4's smallest normal (an error that would
+// sink the whole batch); such a value is 0 for any sensor, so it is stored as 0.
+const FLOAT4_MIN_NORMAL = 1.1754944e-38;
+const flushTiny = (v: number) => (Math.abs(v) < FLOAT4_MIN_NORMAL ? 0 : v);
 const measure = (max: number) => z.number().min(0).max(max).optional();
+const realMeasure = (min: number, max: number) =>
+  z.number().min(min).max(max).transform(flushTiny).optional();
+// Control characters and unpaired surrogates: Postgres refuses NUL, and a lone surrogate would be
+// stored as U+FFFD under a name the agent never sent.
+const label = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters')
+    .refine((s) => s.isWellFormed(), 'must be well-formed Unicode (no lone surrogates)');
 
 /** The wire shape of one reading. Field names carry their units and are part of the public contract. */
 export const ReadingSchema = z.strictObject({
-  device: z
-    .string()
-    .min(1)
-    .max(128)
-    .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters'),
+  device: label(128),
   kind: z.enum(DEVICE_KINDS).optional(),
-  model: z.string().min(1).max(64).optional(),
+  model: label(64).optional(),
   ts: z.union([z.string(), z.number()]),
   power_w: measure(1e10),
   hashrate_ths: measure(1e9),
   expected_hashrate_ths: measure(1e9),
-  temp_c: z.number().min(-80).max(250).optional(),
-  fan_rpm: measure(1e6),
-  gpu_util_pct: measure(100),
+  temp_c: realMeasure(-80, 250),
+  fan_rpm: realMeasure(0, 1e6),
+  gpu_util_pct: realMeasure(0, 100),
   gpu_mem_used_bytes: measure(2 ** 53),
   available_power_w: measure(1e10),
   status: z.enum(DEVICE_STATUSES).optional(),
