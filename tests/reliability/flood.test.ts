@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { createSite } from '../support/service.ts';
 import { quantile, retryReasons, startAgents } from './support/agents.ts';
 import { diagnose, expectNoCrash, expectNothingLost } from './support/checks.ts';
 import { FloodBatches, floodHttp, floodWebSocket } from './support/flood.ts';
 import { readStored, stopAndReconcile, summaryLine } from './support/ledger.ts';
-import { ADMIN_TOKEN, HashwattProcess, rssMb, sleep } from './support/process.ts';
+import { HashwattProcess, rssMb, sleep } from './support/process.ts';
 
 const FLOOD_MS = 20_000;
 /**
@@ -41,12 +42,7 @@ describe('reliability: one agent floods, the others keep their latency', () => {
 
   it('refuses the excess with 429 and a retry hint, stays under its memory bound, keeps serving the others', async () => {
     const hashwatt = service!;
-    const created = await fetch(`${hashwatt.url}/api/v1/sites`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'flood', kind: 'mining', capacity_kw: 100_000 }),
-    });
-    const { token } = (await created.json()) as { token: string };
+    const { token } = await createSite(hashwatt.url, 'flood', 'mining', 100_000);
 
     // The well-behaved agents: the demo's three sites, HTTP and WebSocket.
     const steady = await startAgents({ url: hashwatt.url });

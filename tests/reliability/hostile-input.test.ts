@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { readingKey } from '../../simulators/index.ts';
 import { ReadingSchema, validateReading } from '../../src/ingest/reading.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { createSite } from '../support/service.ts';
 import { expectNoCrash } from './support/checks.ts';
 import {
   type Expected,
@@ -16,7 +17,7 @@ import {
   IngestModel,
   type WireRequest,
 } from './support/hostile.ts';
-import { ADMIN_TOKEN, HashwattProcess } from './support/process.ts';
+import { HashwattProcess } from './support/process.ts';
 
 const DAY_MS = 86_400_000;
 // Fixed seeds so a failure replays; HASHWATT_FUZZ_SEED and HASHWATT_FUZZ_RUNS explore further.
@@ -161,12 +162,7 @@ describe('reliability: hostile input over HTTP and WebSocket', () => {
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     service = await HashwattProcess.start(db.url!);
-    const created = await fetch(`${service.url}/api/v1/sites`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'fuzz', kind: 'mixed', capacity_kw: 1_000 }),
-    });
-    token = ((await created.json()) as { token: string }).token;
+    token = (await createSite(service.url, 'fuzz', 'mixed', 1_000)).token;
   });
 
   afterAll(async () => {

@@ -2,9 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { readingKey } from '../../simulators/index.ts';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { createSite } from '../support/service.ts';
 import { expectNoCrash } from './support/checks.ts';
 import { readStored } from './support/ledger.ts';
-import { ADMIN_TOKEN, HashwattProcess } from './support/process.ts';
+import { HashwattProcess } from './support/process.ts';
 
 const DEVICES = 5_000;
 const ROUNDS = 8;
@@ -23,12 +24,7 @@ describe('reliability: concurrent transactions over the same devices', () => {
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     service = await HashwattProcess.start(db.url!);
-    const created = await fetch(`${service.url}/api/v1/sites`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'contention', kind: 'mining', capacity_kw: 100_000 }),
-    });
-    token = ((await created.json()) as { token: string }).token;
+    token = (await createSite(service.url, 'contention', 'mining', 100_000)).token;
   });
 
   afterAll(async () => {

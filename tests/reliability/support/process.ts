@@ -6,7 +6,10 @@ import path from 'node:path';
 /** The repository root, where `node src/main.ts` runs. */
 export const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
 
-export const ADMIN_TOKEN = 'reliability-admin-token-0123456789';
+// The same admin token as the in-process tests, so both can use tests/support/service.ts's helpers.
+import { ADMIN_TOKEN } from '../../support/service.ts';
+
+export { ADMIN_TOKEN };
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
