@@ -17,16 +17,40 @@ export const INGEST_BODY_LIMITS: BodyLimits = { maxWireBytes: 4 * MIB, maxDecode
 /** Reads a request body within the wire limit, counting as it streams (Content-Length may lie or be absent). */
 async function readWire(request: Request, maxBytes: number): Promise<Buffer> {
   const declared = Number(request.headers.get('content-length') ?? Number.NaN);
-  if (declared > maxBytes) throw tooLarge(`the body exceeds ${maxBytes} bytes`);
+  if (declared > maxBytes) {
+    // Answering before the body is read closes the connection under a sender still writing, which
+    // then sees a broken pipe instead of the 413. A body up to a few times the limit is read and
+    // dropped so the answer arrives; anything bigger is cut off at once.
+    if (declared <= DRAIN_FACTOR * maxBytes) await drain(request, DRAIN_FACTOR * maxBytes);
+    throw tooLarge(`the body exceeds ${maxBytes} bytes`);
+  }
   if (!request.body) return Buffer.alloc(0);
   const chunks: Uint8Array[] = [];
   let size = 0;
   for await (const chunk of request.body) {
     size += chunk.byteLength;
-    if (size > maxBytes) throw tooLarge(`the body exceeds ${maxBytes} bytes`);
-    chunks.push(chunk);
+    // Past the limit, keep reading (and dropping) for the same reason as above, within the same bound.
+    if (size > DRAIN_FACTOR * maxBytes) break;
+    if (size <= maxBytes) chunks.push(chunk);
   }
+  if (size > maxBytes) throw tooLarge(`the body exceeds ${maxBytes} bytes`);
   return Buffer.concat(chunks, size);
+}
+
+const DRAIN_FACTOR = 4;
+
+/** Reads and discards up to `budget` more bytes of a body. */
+async function drain(request: Request, budget: number): Promise<void> {
+  if (!request.body) return;
+  let left = budget;
+  try {
+    for await (const chunk of request.body) {
+      left -= chunk.byteLength;
+      if (left <= 0) return;
+    }
+  } catch {
+    // The sender went away: nothing left to answer.
+  }
 }
 
 function tooLarge(message: string): HashwattError {
