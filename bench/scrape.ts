@@ -100,6 +100,7 @@ export async function measureScrape(SITES = 1000, DEVICES = 300_000, RUNS = 20):
       fleet,
       storage,
       writer: () => undefined,
+      latest: () => undefined,
       streams: () => 0,
       ready: async () => true,
     });

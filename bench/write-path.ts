@@ -13,7 +13,12 @@ import { silentLogger } from '../src/log.ts';
 import { openDatabase } from '../src/storage/database.ts';
 import { migrateToLatest } from '../src/storage/migrate.ts';
 import { ensurePartitions } from '../src/storage/partitions.ts';
-import { insertReadings, type ReadingRecord, updateDeviceLatest } from '../src/storage/readings.ts';
+import {
+  insertReadings,
+  type LatestRecord,
+  type ReadingRecord,
+  updateDeviceLatest,
+} from '../src/storage/readings.ts';
 import type { Database } from '../src/storage/schema.ts';
 
 const { values } = parseArgs({ options: { devices: { type: 'string' }, rounds: { type: 'string' } } });
@@ -33,6 +38,10 @@ async function admin(text: string): Promise<void> {
 let step = 0;
 const base = Date.now() - 3_600_000;
 /** The next batch: every device once per 1-s step, in time order, as a fleet reports. */
+/** A batch's rows as latest state (each device appears once per batch). */
+const received = (rows: ReadingRecord[]): LatestRecord[] =>
+  rows.map((r) => ({ ...r, received_ms: Date.now() }));
+
 function batch(): ReadingRecord[] {
   const out: ReadingRecord[] = [];
   for (let i = 0; i < BATCH; i++) {
@@ -87,13 +96,13 @@ const VARIANTS: Variant[] = [
   ['the same insert with RETURNING device_id, ts', (trx, r) => insertPlain(trx, r, true)],
   ['hashwatt insert (key-sorted, all metric columns, row count)', (trx, r) => insertReadings(trx, r)],
   [
-    'insert + device_latest upsert (what hashwatt runs)',
+    'insert + device_latest upsert in one transaction (hashwatt until the latest state moved off the ack path)',
     async (trx, r) => {
       await insertReadings(trx, r);
-      await updateDeviceLatest(trx, r, new Date());
+      await updateDeviceLatest(trx, received(r));
     },
   ],
-  ['device_latest upsert alone', (trx, r) => updateDeviceLatest(trx, r, new Date())],
+  ['device_latest upsert alone', (trx, r) => updateDeviceLatest(trx, received(r))],
   ['device_latest UPDATE … FROM unnest alone, 5 of its 13 columns', updateLatestFrom],
 ];
 
@@ -113,7 +122,7 @@ try {
   // Every device has a latest-state row before anything is timed, as in a running fleet.
   for (let i = 0; i < Math.ceil(DEVICES / BATCH); i++) {
     const rows = batch();
-    await storage.db.transaction().execute((trx) => updateDeviceLatest(trx, rows, new Date()));
+    await storage.db.transaction().execute((trx) => updateDeviceLatest(trx, received(rows)));
   }
 
   const rates = new Map<string, number[]>();
@@ -123,7 +132,7 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     const order = [...VARIANTS.slice(round % VARIANTS.length), ...VARIANTS.slice(0, round % VARIANTS.length)];
     const plus: Variant[] = [
-      ['device_latest upsert alone, table UNLOGGED', (trx, r) => updateDeviceLatest(trx, r, new Date())],
+      ['device_latest upsert alone, table UNLOGGED', (trx, r) => updateDeviceLatest(trx, received(r))],
     ];
     for (const [name, write] of [...order, ...plus]) {
       const unlogged = name.includes('UNLOGGED');

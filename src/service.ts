@@ -6,6 +6,7 @@ import type { Config } from './config.ts';
 import { FleetReader } from './fleet/index.ts';
 import { createApp, type Readiness } from './http/app.ts';
 import { DeviceDirectory } from './ingest/device-directory.ts';
+import { LatestStateWriter } from './ingest/latest-state.ts';
 import { IngestPipeline } from './ingest/pipeline.ts';
 import { StreamServer } from './ingest/websocket.ts';
 import { GroupCommitWriter } from './ingest/writer.ts';
@@ -20,6 +21,9 @@ import { dropExpiredPartitions, ensurePartitions } from './storage/partitions.ts
 export interface ServiceTuning {
   maxBatchReadings?: number;
   flushDelayMs?: number;
+  queueDelayTargetMs?: number;
+  /** How often committed readings move devices' latest state forward. */
+  latestFlushMs?: number;
   maxQueuedReadings?: number;
   maxQueuedBytes?: number;
   heartbeatMs?: number;
@@ -36,6 +40,8 @@ export interface RunningService {
   readonly fleet: FleetReader;
   readonly metrics: Metrics;
   readonly alerting: AlertEngine;
+  /** Devices' latest state, written behind the committed readings; `flush()` catches it up now. */
+  readonly latest: LatestStateWriter;
   /** Graceful stop: refuse new work, commit and ack what was admitted, close sockets and the database. */
   stop(): Promise<void>;
 }
@@ -100,6 +106,7 @@ export async function startService(
 
   let streams: StreamServer | undefined;
   let writer: GroupCommitWriter | undefined;
+  let latest: LatestStateWriter | undefined;
   const fleet = new FleetReader(storage, config.thresholds, {
     onRefreshError: (err) => logger.warn({ err: String(err) }, 'fleet snapshot failed'),
   });
@@ -108,6 +115,7 @@ export async function startService(
     fleet,
     storage,
     writer: () => writer,
+    latest: () => latest,
     streams: () => streams?.connections ?? 0,
     ready: async () => (await readiness()).ready,
     perDeviceMax: config.metricsPerDeviceMax,
@@ -133,18 +141,27 @@ export async function startService(
     logger,
     maxBatchReadings: tuning.maxBatchReadings ?? 5_000,
     flushDelayMs: tuning.flushDelayMs ?? 5,
-    // About four transactions of work: deeper queues only add latency and heap, not throughput.
-    maxQueuedReadings: tuning.maxQueuedReadings ?? 20_000,
-    maxQueuedBytes: tuning.maxQueuedBytes ?? 16 * 1024 * 1024,
+    // Half a second of work at the measured commit rate keeps every connection fed through the
+    // agents' round trips; deeper queues only add latency and heap (docs/performance.md).
+    queueDelayTargetMs: tuning.queueDelayTargetMs ?? 500,
+    maxQueuedReadings: tuning.maxQueuedReadings ?? 100_000,
+    maxQueuedBytes: tuning.maxQueuedBytes ?? 48 * 1024 * 1024,
     ensurePartitions: async () => {
       await ensurePartitions(storage.db, Date.now(), partitionPolicy);
     },
     observer: metrics.writerObserver,
   });
+  latest = new LatestStateWriter({
+    storage,
+    logger,
+    flushMs: tuning.latestFlushMs ?? 1_000,
+    observer: metrics.latestObserver,
+  });
   const directory = new DeviceDirectory(storage.db, config.maxDevicesPerSite);
   const pipeline = new IngestPipeline({
     directory,
     writer,
+    latest,
     retentionDays: config.retentionDays,
     observer: metrics.ingestObserver,
   });
@@ -191,6 +208,7 @@ export async function startService(
     fleet,
     metrics,
     alerting,
+    latest,
     stop: async () => {
       if (stopping) return;
       stopping = true;

@@ -29,6 +29,8 @@ describe('opt-in per-device metrics', () => {
       hall.token,
       ['a', 'b', 'c', 'd'].map((d) => asicReading(d, now)),
     );
+    // Per-device series read the latest state, which trails the acknowledged readings by up to a second.
+    await service.latest.flush();
     const text = await (await fetch(`${service.url}/metrics`)).text();
     expect(text).toContain('hashwatt_device_power_watts{site="pilot",device="gpu-0",kind="gpu"} 700');
     expect(text).toContain(

@@ -11,6 +11,7 @@ import {
   countReadings,
   type ReadingRecord,
   readDeviceReadings,
+  updateDeviceLatest,
   writeReadings,
 } from '../src/storage/readings.ts';
 import { BACKENDS, createTestDatabase, type TestDatabase } from './support/databases.ts';
@@ -82,11 +83,11 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
 
   it('stores a batch and counts a re-sent batch as duplicates, storing it once', async () => {
     const batch = [reading(0, NOW, 3500), reading(1, NOW, 3400), reading(2, NOW + 123, 3300)];
-    const first = await writeReadings(storage.db, batch, new Date(NOW));
+    const first = await writeReadings(storage.db, batch);
     expect(first.inserted).toBe(3);
     expect(first.duplicate).toEqual([false, false, false]);
 
-    const retry = await writeReadings(storage.db, [...batch, reading(0, NOW + 10_000, 3600)], new Date(NOW));
+    const retry = await writeReadings(storage.db, [...batch, reading(0, NOW + 10_000, 3600)]);
     expect(retry.inserted).toBe(1);
     expect(retry.duplicate).toEqual([true, true, true, false]);
     expect(await countReadings(storage.db, siteId)).toBe(4);
@@ -94,7 +95,7 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
 
   it('counts a repeat inside one batch as a duplicate', async () => {
     const r = reading(1, NOW + 20_000, 3000);
-    const result = await writeReadings(storage.db, [r, { ...r, power_w: 1 }], new Date(NOW));
+    const result = await writeReadings(storage.db, [r, { ...r, power_w: 1 }]);
     expect(result.duplicate).toEqual([false, true]);
     const stored = await readDeviceReadings(storage.db, siteId, deviceIds[1]!, NOW + 20_000, NOW + 20_001);
     expect(stored.map((s) => s.power_w)).toEqual([3000]);
@@ -102,7 +103,7 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
 
   it('writes across a day boundary into the next day’s partition, to the millisecond', async () => {
     const after = NOW + 60_000 + 7; // 00:00:00.007 the next day
-    await writeReadings(storage.db, [reading(2, after, 3210.5)], new Date(NOW));
+    await writeReadings(storage.db, [reading(2, after, 3210.5)]);
     const { rows } = await sql<{
       n: number;
     }>`SELECT count(*)::int AS n FROM ${sql.table(partitionName(after))}`.execute(storage.db);
@@ -121,27 +122,35 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
     for (let round = 0; round < 5; round++) {
       const shift = (r: ReadingRecord) => ({ ...r, ts_ms: r.ts_ms + round * 2_000 });
       const results = await Promise.all([
-        writeReadings(storage.db, keys.map(shift), new Date(NOW)),
-        writeReadings(storage.db, [...keys].reverse().map(shift), new Date(NOW)),
+        writeReadings(storage.db, keys.map(shift)),
+        writeReadings(storage.db, [...keys].reverse().map(shift)),
       ]);
       expect(results[0]!.inserted + results[1]!.inserted).toBe(keys.length);
     }
   });
 
   it('moves the latest state forward and never back to an older reading', async () => {
-    await writeReadings(storage.db, [reading(0, NOW - 60_000, 1)], new Date(NOW));
-    const latest = await storage.db
-      .selectFrom('device_latest')
-      .selectAll()
-      .where('device_id', '=', deviceIds[0]!)
-      .executeTakeFirstOrThrow();
-    expect(latest.ts.getTime()).toBe(NOW + 101_499 + 4 * 2_000);
+    const latestOf = async () =>
+      storage.db
+        .selectFrom('device_latest')
+        .selectAll()
+        .where('device_id', '=', deviceIds[0]!)
+        .executeTakeFirstOrThrow();
+    await updateDeviceLatest(storage.db, [{ ...reading(0, NOW, 1000), received_ms: NOW + 1 }]);
+    await updateDeviceLatest(storage.db, [{ ...reading(0, NOW - 60_000, 1), received_ms: NOW + 2 }]);
+    let latest = await latestOf();
+    expect(latest.ts.getTime()).toBe(NOW);
     expect(latest.power_w).toBe(1000);
+    expect(latest.received_at.getTime()).toBe(NOW + 1);
+    // The same reading again (a retry) refreshes when it was last received.
+    await updateDeviceLatest(storage.db, [{ ...reading(0, NOW, 1000), received_ms: NOW + 3 }]);
+    latest = await latestOf();
+    expect(latest.received_at.getTime()).toBe(NOW + 3);
   });
 
   it('drops whole expired partitions and their rows, keeping the rest', async () => {
     const old = NOW - 3 * DAY;
-    await writeReadings(storage.db, [reading(0, old, 100)], new Date(NOW));
+    await writeReadings(storage.db, [reading(0, old, 100)]);
     const before = await countReadings(storage.db, siteId);
     // A day later the oldest day (and only it) lies wholly outside a 3-day window.
     const dropped = await dropExpiredPartitions(storage.db, NOW + DAY, 3);

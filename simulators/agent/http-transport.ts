@@ -114,7 +114,8 @@ export class HttpTransport implements Transport {
     }
     const envelope = readErrorEnvelope(text);
     if (kind === 'retry') {
-      const retryAfter = parseRetryAfterMs(res.headers['retry-after']);
+      // The envelope's milliseconds are finer than Retry-After's whole seconds.
+      const retryAfter = envelope?.retryAfterMs ?? parseRetryAfterMs(res.headers['retry-after']);
       return {
         kind: 'retry',
         reason: `HTTP ${status}${envelope ? ` ${envelope.code}` : ''}`,

@@ -44,12 +44,23 @@ export function apiUrl(base: string, path: string): URL {
 }
 
 /** The error envelope's code and message, when a body has one. */
-export function readErrorEnvelope(body: string): { code: string; message: string } | null {
+export function readErrorEnvelope(
+  body: string,
+): { code: string; message: string; retryAfterMs: number | undefined } | null {
   try {
     const parsed = z
-      .looseObject({ error: z.looseObject({ code: z.string(), message: z.string().optional() }) })
+      .looseObject({
+        error: z.looseObject({
+          code: z.string(),
+          message: z.string().optional(),
+          retry_after_ms: z.number().nonnegative().optional(),
+        }),
+      })
       .safeParse(JSON.parse(body));
-    if (parsed.success) return { code: parsed.data.error.code, message: parsed.data.error.message ?? '' };
+    if (parsed.success) {
+      const { code, message, retry_after_ms } = parsed.data.error;
+      return { code, message: message ?? '', retryAfterMs: retry_after_ms };
+    }
   } catch {
     // not JSON: the caller falls back to the status line
   }

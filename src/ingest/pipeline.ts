@@ -2,6 +2,7 @@ import { HashwattError } from '../errors.ts';
 import { domainError } from '../storage/errors.ts';
 import { retentionCutoff } from '../storage/partitions.ts';
 import type { DeviceDirectory } from './device-directory.ts';
+import type { LatestStateWriter } from './latest-state.ts';
 import { countSamples, type Rejection, validateReadings } from './reading.ts';
 import type { GroupCommitWriter } from './writer.ts';
 
@@ -41,6 +42,7 @@ export const noopIngestObserver: IngestObserver = { batchIngested: () => {}, req
 export interface PipelineOptions {
   directory: DeviceDirectory;
   writer: GroupCommitWriter;
+  latest: LatestStateWriter;
   retentionDays: number;
   now?: () => number;
   observer?: IngestObserver;
@@ -48,7 +50,7 @@ export interface PipelineOptions {
 
 /**
  * The one path every reading takes, whatever transport brought it: admit → validate → resolve
- * devices → group commit → result. Transports only decode and encode.
+ * devices → group commit → latest state → result. Transports only decode and encode.
  */
 export class IngestPipeline {
   readonly #o: Required<PipelineOptions>;
@@ -98,6 +100,7 @@ export class IngestPipeline {
       const checked = validateReadings(raw, { nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) });
       const { records, rejected } = await directory.resolve(site.id, checked.valid);
       const duplicate = await writer.write(reservation, records);
+      this.#o.latest.offer(records, nowMs);
       let duplicates = 0;
       let acceptedSamples = 0;
       for (let i = 0; i < records.length; i++) {
@@ -118,9 +121,13 @@ export class IngestPipeline {
     }
   }
 
-  /** Refuses new batches and resolves once every admitted batch has committed or failed. */
+  /**
+   * Refuses new batches and resolves once every admitted batch has committed or failed and the
+   * latest state of what committed is written.
+   */
   async close(): Promise<void> {
     this.#closing = true;
     await this.#o.writer.idle();
+    await this.#o.latest.close();
   }
 }

@@ -28,7 +28,12 @@ export interface WriterOptions {
   maxBatchReadings: number;
   /** ...or this long after the oldest waiting request arrived. */
   flushDelayMs: number;
-  /** Bounds on what is admitted and not yet committed; past them, new work is refused (429). */
+  /**
+   * Admitted and not yet committed work is held to what the writer can commit in about this long
+   * at its measured rate; past it, new work is refused (429) with a hint of when room frees up.
+   */
+  queueDelayTargetMs: number;
+  /** Hard bounds on what is admitted and not yet committed, whatever the measured rate. */
   maxQueuedReadings: number;
   maxQueuedBytes: number;
   /** Called when a batch hits a day without a partition; the batch is retried once after it. */
@@ -50,7 +55,29 @@ interface Job {
   reject: (error: unknown) => void;
 }
 
-const RETRY_AFTER_OVERLOAD_MS = 1_000;
+/** Retry hints stay in this range: no sooner than a commit can free room, no later than agents tolerate. */
+const MIN_RETRY_AFTER_MS = 100;
+const MAX_RETRY_AFTER_MS = 5_000;
+/** Weight of the newest batch in the smoothed commit rate. */
+const RATE_SMOOTHING = 0.2;
+
+/**
+ * How many readings may wait: what the writer commits in `targetMs` at its measured rate, never
+ * under `floor` (a cold or briefly slow writer must still admit full batches) nor over `max`.
+ */
+export function queueBound(readingsPerS: number, targetMs: number, floor: number, max: number): number {
+  return Math.min(max, Math.max(floor, Math.floor((readingsPerS * targetMs) / 1000)));
+}
+
+/**
+ * When to come back: once what is queued now has committed, at the measured rate. Telling every
+ * refused sender only when the first bit of room frees up would bring them all back at once.
+ */
+export function retryAfterMs(queuedReadings: number, readingsPerS: number): number {
+  if (readingsPerS <= 0) return 1_000;
+  const ms = Math.ceil((queuedReadings / readingsPerS) * 1000);
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(MIN_RETRY_AFTER_MS, ms));
+}
 
 /**
  * Group commit: requests from every transport queue here and are written many to a transaction,
@@ -66,6 +93,8 @@ export class GroupCommitWriter {
   #inFlight = 0;
   #timer: NodeJS.Timeout | undefined;
   #idleWaiters: (() => void)[] = [];
+  /** Smoothed readings/s the writer commits with all its connections busy; 0 until the first commit. */
+  #commitRate = 0;
 
   constructor(options: WriterOptions) {
     this.#o = { observer: noopWriterObserver, ...options };
@@ -76,16 +105,21 @@ export class GroupCommitWriter {
     return { readings: this.#reservedReadings, bytes: this.#reservedBytes, transactions: this.#inFlight };
   }
 
+  /** Readings that may be admitted and not yet committed, at the current commit rate. */
+  get queueLimit(): number {
+    const { queueDelayTargetMs, maxBatchReadings, maxQueuedReadings } = this.#o;
+    const floor = maxBatchReadings * 2 * this.#o.storage.writeConcurrency;
+    return queueBound(this.#commitRate, queueDelayTargetMs, floor, maxQueuedReadings);
+  }
+
   /** Refuses (429) a request of this size when the queue has no room for it. */
   assertRoom(readings: number, bytes: number): void {
     // An empty queue always admits one request, so a single oversized one cannot wedge forever.
     if (this.#reservedReadings === 0) return;
-    if (
-      this.#reservedReadings + readings > this.#o.maxQueuedReadings ||
-      this.#reservedBytes + bytes > this.#o.maxQueuedBytes
-    ) {
+    const excess = this.#reservedReadings + readings - this.queueLimit;
+    if (excess > 0 || this.#reservedBytes + bytes > this.#o.maxQueuedBytes) {
       throw new HashwattError('overloaded', 'the write queue is full; retry later', {
-        retryAfterMs: RETRY_AFTER_OVERLOAD_MS,
+        retryAfterMs: retryAfterMs(this.#reservedReadings, this.#commitRate),
       });
     }
   }
@@ -165,7 +199,9 @@ export class GroupCommitWriter {
     const started = performance.now();
     try {
       const { duplicate } = await this.#writeWithPartitionRetry(records);
-      this.#o.observer.batchCommitted(records.length, batch.length, (performance.now() - started) / 1000);
+      const seconds = (performance.now() - started) / 1000;
+      this.#o.observer.batchCommitted(records.length, batch.length, seconds);
+      this.#measureRate(records.length, seconds);
       let offset = 0;
       for (const job of batch) {
         const end = offset + job.records.length;
@@ -190,14 +226,26 @@ export class GroupCommitWriter {
     }
   }
 
+  /**
+   * Per-batch rate times the connections: when admission matters, the queue is deep and every
+   * connection is busy, so this estimates what the writer drains. Small batches under light load
+   * understate it, which only matters above the floor of `queueLimit`.
+   */
+  #measureRate(readings: number, seconds: number): void {
+    if (seconds <= 0) return;
+    const rate = (readings / seconds) * this.#o.storage.writeConcurrency;
+    this.#commitRate =
+      this.#commitRate === 0 ? rate : this.#commitRate + RATE_SMOOTHING * (rate - this.#commitRate);
+  }
+
   /** One retry for what a second attempt cures: a day without a partition yet, or a deadlock victim. */
   async #writeWithPartitionRetry(records: ReadingRecord[]) {
     try {
-      return await writeReadings(this.#o.storage.db, records, new Date());
+      return await writeReadings(this.#o.storage.db, records);
     } catch (error) {
       if (isMissingPartition(error)) await this.#o.ensurePartitions();
       else if (!isTransientConflict(error)) throw error;
-      return writeReadings(this.#o.storage.db, records, new Date());
+      return writeReadings(this.#o.storage.db, records);
     }
   }
 }

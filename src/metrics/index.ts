@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { FleetReader } from '../fleet/index.ts';
 import type { MetricsEndpoint } from '../http/app.ts';
+import type { LatestStateObserver, LatestStateWriter } from '../ingest/latest-state.ts';
 import type { IngestObserver, Transport } from '../ingest/pipeline.ts';
 import type { GroupCommitWriter, WriterObserver } from '../ingest/writer.ts';
 import type { Storage } from '../storage/database.ts';
@@ -11,6 +12,7 @@ export interface MetricsDeps {
   fleet: FleetReader;
   storage: Storage;
   writer: () => GroupCommitWriter | undefined;
+  latest: () => LatestStateWriter | undefined;
   streams: () => number;
   ready: () => Promise<boolean>;
   /** Per-device series for sites with at most this many devices; 0 turns them off. */
@@ -21,6 +23,7 @@ export interface Metrics {
   registry: Registry;
   ingestObserver: IngestObserver;
   writerObserver: WriterObserver;
+  latestObserver: LatestStateObserver;
   endpoint: MetricsEndpoint;
 }
 
@@ -101,6 +104,14 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     },
   });
   new Gauge({
+    name: 'hashwatt_write_queue_limit_readings',
+    help: 'Readings the write queue admits before refusing (429): half a second of work at the measured commit rate.',
+    registers,
+    collect() {
+      this.set(deps.writer()?.queueLimit ?? 0);
+    },
+  });
+  new Gauge({
     name: 'hashwatt_write_queue_bytes',
     help: 'Request bytes admitted and not yet committed.',
     registers,
@@ -115,6 +126,34 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     collect() {
       this.set(deps.writer()?.depth.transactions ?? 0);
     },
+  });
+  new Gauge({
+    name: 'hashwatt_latest_state_lag_seconds',
+    help: 'How far the written latest state of devices trails committed readings (0 when caught up).',
+    registers,
+    collect() {
+      this.set(deps.latest()?.lagSeconds() ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'hashwatt_latest_state_pending_devices',
+    help: 'Devices whose latest state is committed as readings but not yet written to device_latest.',
+    registers,
+    collect() {
+      this.set(deps.latest()?.pendingDevices ?? 0);
+    },
+  });
+  const latestFlushes = new Counter({
+    name: 'hashwatt_latest_state_flushes_total',
+    help: 'Latest-state flushes by outcome (ok, error); a failed flush is retried with the next.',
+    labelNames: ['outcome'] as const,
+    registers,
+  });
+  const latestFlushSeconds = new Histogram({
+    name: 'hashwatt_latest_state_flush_duration_seconds',
+    help: 'Time to write one flush of latest state.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
   });
   new Gauge({
     name: 'hashwatt_websocket_connections',
@@ -170,10 +209,20 @@ export function createMetrics(deps: MetricsDeps): Metrics {
       batchFailures.inc({ reason });
     },
   };
+  const latestObserver: LatestStateObserver = {
+    flushed(_devices, seconds) {
+      latestFlushes.inc({ outcome: 'ok' });
+      latestFlushSeconds.observe(seconds);
+    },
+    flushFailed() {
+      latestFlushes.inc({ outcome: 'error' });
+    },
+  };
   return {
     registry,
     ingestObserver,
     writerObserver,
+    latestObserver,
     endpoint: { contentType: registry.contentType, render: () => registry.metrics() },
   };
 }

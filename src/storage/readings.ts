@@ -44,11 +44,8 @@ function labelArrayLiteral(values: ArrayLike<string | null | undefined>): string
   return `${out}}`;
 }
 
-function column<K extends keyof ReadingRecord>(
-  records: readonly ReadingRecord[],
-  key: K,
-): ReadingRecord[K][] {
-  const values = new Array<ReadingRecord[K]>(records.length);
+function column<R extends ReadingRecord, K extends keyof R>(records: readonly R[], key: K): R[K][] {
+  const values = new Array<R[K]>(records.length);
   for (let i = 0; i < records.length; i++) values[i] = records[i]![key];
   return values;
 }
@@ -134,32 +131,35 @@ export function markDuplicates(
   });
 }
 
+/** A device's newest reading and when hashwatt received it: one row of `device_latest`. */
+export interface LatestRecord extends ReadingRecord {
+  /** Epoch milliseconds. */
+  received_ms: number;
+}
+
 /**
- * Moves each device's latest state forward to its newest reading in the batch, in the caller's
- * transaction, so "what is every device doing now" never disagrees with what was committed.
+ * Moves devices' latest state forward, one row per device, never back to an older reading. Callers
+ * pass at most one record per device (the newest); rows are locked in device order so concurrent
+ * writers (other replicas) wait on each other instead of deadlocking.
  */
 export async function updateDeviceLatest(
-  trx: Kysely<Database>,
-  records: readonly ReadingRecord[],
-  receivedAt: Date,
+  db: Kysely<Database>,
+  latest: readonly LatestRecord[],
 ): Promise<void> {
-  const newest = new Map<number, ReadingRecord>();
-  for (const r of records) {
-    const seen = newest.get(r.device_id);
-    if (!seen || r.ts_ms > seen.ts_ms) newest.set(r.device_id, r);
-  }
-  if (newest.size === 0) return;
-  // Device order: concurrent transactions then lock device_latest rows in the same order.
-  const a = unnestArguments([...newest.values()].sort((x, y) => x.device_id - y.device_id));
+  if (latest.length === 0) return;
+  const sorted = [...latest].sort((x, y) => x.device_id - y.device_id);
+  const a = unnestArguments(sorted);
+  const receivedMs = numberArrayLiteral(column(sorted, 'received_ms'));
   const [power, hashrate, expected, temp, fan, util, mem, available] = a.metrics;
   await sql`
     INSERT INTO device_latest (device_id, site_id, kind, ts, received_at, power_w, hashrate_ths,
       expected_hashrate_ths, temp_c, fan_rpm, gpu_util_pct, gpu_mem_used_bytes, available_power_w, status)
-    SELECT d, s, k, to_timestamp(t / 1000.0), ${receivedAt.toISOString()}::timestamptz, p, h, e, tc, f, u, m, av, st
+    SELECT d, s, k, to_timestamp(t / 1000.0), to_timestamp(rt / 1000.0), p, h, e, tc, f, u, m, av, st
     FROM unnest(${a.siteId}::int[], ${a.deviceId}::int[], ${a.kind}::device_kind[], ${a.tsMs}::float8[],
-      ${power}::float8[], ${hashrate}::float8[], ${expected}::float8[], ${temp}::real[], ${fan}::real[],
-      ${util}::real[], ${mem}::float8[], ${available}::float8[], ${a.status}::device_status[])
-      AS u(s, d, k, t, p, h, e, tc, f, u, m, av, st)
+      ${receivedMs}::float8[], ${power}::float8[], ${hashrate}::float8[], ${expected}::float8[],
+      ${temp}::real[], ${fan}::real[], ${util}::real[], ${mem}::float8[], ${available}::float8[],
+      ${a.status}::device_status[])
+      AS u(s, d, k, t, rt, p, h, e, tc, f, u, m, av, st)
     ON CONFLICT (device_id) DO UPDATE SET
       site_id = excluded.site_id, kind = excluded.kind, ts = excluded.ts, received_at = excluded.received_at,
       power_w = excluded.power_w, hashrate_ths = excluded.hashrate_ths,
@@ -168,20 +168,15 @@ export async function updateDeviceLatest(
       gpu_mem_used_bytes = excluded.gpu_mem_used_bytes, available_power_w = excluded.available_power_w,
       status = excluded.status
     -- >= so a retried reading still refreshes received_at; an older (backfilled) one never wins.
-    WHERE excluded.ts >= device_latest.ts`.execute(trx);
+    WHERE excluded.ts >= device_latest.ts`.execute(db);
 }
 
-/** Stores a batch and moves the latest state forward, in one transaction. */
+/** Stores a batch of readings in one transaction (see insertReadings). */
 export async function writeReadings(
   db: Kysely<Database>,
   records: readonly ReadingRecord[],
-  receivedAt: Date,
 ): Promise<WriteResult> {
-  return db.transaction().execute(async (trx) => {
-    const result = await insertReadings(trx, records);
-    await updateDeviceLatest(trx, records, receivedAt);
-    return result;
-  });
+  return db.transaction().execute((trx) => insertReadings(trx, records));
 }
 
 /** Readings of one device in [fromMs, toMs), oldest first. */

@@ -1,0 +1,133 @@
+import type { Logger } from '../log.ts';
+import type { Storage } from '../storage/database.ts';
+import { type LatestRecord, type ReadingRecord, updateDeviceLatest } from '../storage/readings.ts';
+
+/** What the latest-state writer reports about itself; the metrics module implements it. */
+export interface LatestStateObserver {
+  flushed(devices: number, seconds: number): void;
+  flushFailed(): void;
+}
+
+export interface LatestStateOptions {
+  storage: Storage;
+  logger: Logger;
+  /** Pending latest state is written at least this often. */
+  flushMs: number;
+  /**
+   * Flushes are spaced at least this many times their own duration, so keeping the latest state
+   * takes a bounded share of the database: under heavy load it gets coarser instead of slowing ingest.
+   */
+  spacingFactor?: number;
+  /** Rows per statement: bounds one statement's memory and lock time. */
+  maxRowsPerStatement?: number;
+  observer?: LatestStateObserver;
+}
+
+/**
+ * Folds committed readings into the newest per device: a newer reading wins, and a repeat of the
+ * same reading (a retry) refreshes when it was received. Pure, so the rule is tested without I/O.
+ */
+export function foldLatest(
+  pending: Map<number, LatestRecord>,
+  records: readonly ReadingRecord[],
+  receivedMs: number,
+): void {
+  for (const r of records) {
+    const seen = pending.get(r.device_id);
+    if (seen && seen.ts_ms > r.ts_ms) continue;
+    pending.set(r.device_id, { ...r, received_ms: Math.max(receivedMs, seen?.received_ms ?? 0) });
+  }
+}
+
+/**
+ * Keeps `device_latest` (what every device is doing now) up to date from committed readings, off
+ * the acknowledgement path. Readings are the record and are committed before they are acknowledged;
+ * this table is derived from them. Writing it in the readings' transaction cost ~40 % of the ingest
+ * rate (docs/performance.md), so it is written here, coalesced per device, and trails the committed
+ * readings by about `flushMs` (plus one flush). A crash loses at most that much latest state, which
+ * each device's next reading restores; a graceful stop flushes everything.
+ */
+export class LatestStateWriter {
+  readonly #o: Required<Omit<LatestStateOptions, 'observer'>> & Pick<LatestStateOptions, 'observer'>;
+  #pending = new Map<number, LatestRecord>();
+  #oldestPendingMs: number | undefined;
+  #flushing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(options: LatestStateOptions) {
+    this.#o = { spacingFactor: 3, maxRowsPerStatement: 20_000, ...options };
+  }
+
+  /** Devices whose latest state is not yet written. */
+  get pendingDevices(): number {
+    return this.#pending.size;
+  }
+
+  /** How far the written latest state trails what was committed, in seconds (0 when caught up). */
+  lagSeconds(nowMs = Date.now()): number {
+    return this.#oldestPendingMs === undefined ? 0 : Math.max(0, (nowMs - this.#oldestPendingMs) / 1000);
+  }
+
+  /** Records committed readings; they reach `device_latest` with the next flush. */
+  offer(records: readonly ReadingRecord[], receivedMs: number): void {
+    if (records.length === 0) return;
+    foldLatest(this.#pending, records, receivedMs);
+    this.#oldestPendingMs ??= receivedMs;
+    if (!this.#timer && !this.#closed) this.#schedule(this.#o.flushMs);
+  }
+
+  /** Writes everything offered so far; resolves once it is in `device_latest` (or the write failed). */
+  async flush(): Promise<void> {
+    while (this.#flushing) await this.#flushing;
+    if (this.#pending.size === 0) return;
+    this.#flushing = this.#write().finally(() => {
+      this.#flushing = undefined;
+    });
+    await this.#flushing;
+  }
+
+  /** Stops the background flushes and writes what is pending. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.flush();
+  }
+
+  /** The timer stays set while its flush runs, so offers meanwhile do not schedule another. */
+  #schedule(delayMs: number): void {
+    this.#timer = setTimeout(async () => {
+      const started = performance.now();
+      await this.flush();
+      this.#timer = undefined;
+      if (this.#pending.size > 0 && !this.#closed)
+        this.#schedule(Math.max(this.#o.flushMs, this.#o.spacingFactor * (performance.now() - started)));
+    }, delayMs);
+    this.#timer.unref();
+  }
+
+  async #write(): Promise<void> {
+    const batch = this.#pending;
+    const oldest = this.#oldestPendingMs;
+    this.#pending = new Map();
+    this.#oldestPendingMs = undefined;
+    const rows = [...batch.values()];
+    const started = performance.now();
+    try {
+      for (let i = 0; i < rows.length; i += this.#o.maxRowsPerStatement) {
+        await updateDeviceLatest(this.#o.storage.db, rows.slice(i, i + this.#o.maxRowsPerStatement));
+      }
+      this.#o.observer?.flushed(rows.length, (performance.now() - started) / 1000);
+    } catch (error) {
+      // Keep what was not written (rewriting rows that were is harmless), folding in what arrived
+      // meanwhile, and try again with the next flush.
+      this.#o.observer?.flushFailed();
+      this.#o.logger.warn({ err: String(error), devices: rows.length }, 'latest-state flush failed');
+      const arrived = this.#pending;
+      this.#pending = batch;
+      for (const r of arrived.values()) foldLatest(this.#pending, [r], r.received_ms);
+      this.#oldestPendingMs = oldest;
+    }
+  }
+}

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { queueBound, retryAfterMs } from './writer.ts';
+
+describe('queueBound', () => {
+  it('holds the queue to the target delay at the measured rate', () => {
+    expect(queueBound(80_000, 500, 20_000, 100_000)).toBe(40_000);
+  });
+
+  it('never goes under the floor, so a cold writer (rate 0) still admits full batches', () => {
+    expect(queueBound(0, 500, 20_000, 100_000)).toBe(20_000);
+    expect(queueBound(10_000, 500, 20_000, 100_000)).toBe(20_000);
+  });
+
+  it('never goes over the hard bound, which also wins over the floor', () => {
+    expect(queueBound(1_000_000, 500, 20_000, 100_000)).toBe(100_000);
+    expect(queueBound(80_000, 500, 20_000, 10)).toBe(10);
+  });
+});
+
+describe('retryAfterMs', () => {
+  it('is the time the writer needs to commit what is queued', () => {
+    expect(retryAfterMs(10_000, 50_000)).toBe(200);
+  });
+
+  it('stays within 100 ms … 5 s', () => {
+    expect(retryAfterMs(1, 100_000)).toBe(100);
+    expect(retryAfterMs(1_000_000, 1_000)).toBe(5_000);
+  });
+
+  it('falls back to a second before the first commit has given a rate', () => {
+    expect(retryAfterMs(5_000, 0)).toBe(1_000);
+  });
+});
