@@ -1,5 +1,13 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { countSamples, parseTimestamp, validateReading, validateReadings } from './reading.ts';
+import {
+  countSamples,
+  parsePlainReading,
+  parseTimestamp,
+  ReadingSchema,
+  validateReading,
+  validateReadings,
+} from './reading.ts';
 
 const NOW = Date.UTC(2026, 10, 24, 10, 0, 0);
 const window = { nowMs: NOW, oldestMs: NOW - 30 * 86_400_000 };
@@ -110,5 +118,104 @@ describe('parseTimestamp', () => {
   it('accepts exactly five minutes ahead, not a millisecond more', () => {
     expect(parseTimestamp(NOW + 300_000, window).ok).toBe(true);
     expect(parseTimestamp(NOW + 300_001, window).ok).toBe(false);
+  });
+});
+
+describe('parsePlainReading (the fast path) agrees with ReadingSchema', () => {
+  const edgeNumber = fc.oneof(
+    fc.double(),
+    fc.constantFrom(0, -0, 1e-40, -1e-40, -1, 100, 100.0001, 250, 1e6, 1e9, 1e10, 2 ** 53, 9.2e18),
+    fc.integer({ min: -100, max: 300 }),
+  );
+  const anyValue = fc.oneof(edgeNumber, fc.string(), fc.constantFrom(null, true, [], {}, undefined));
+  const label = fc.oneof(
+    fc.string({ minLength: 0, maxLength: 140 }),
+    fc.string({ unit: 'binary', maxLength: 70 }),
+    fc.constantFrom(
+      'ok-name',
+      '',
+      'a\u0000b',
+      'tab\there',
+      'c1\u0085',
+      'del\u007f',
+      'c1 end\u009f',
+      'after c1\u00a0',
+      '\uD800',
+      'x'.repeat(64),
+      'x'.repeat(65),
+      'x'.repeat(128),
+      'x'.repeat(129),
+    ),
+  );
+  // Mostly valid fields with the odd edge or wrong value, so both answers are common.
+  const mostly = <T>(valid: fc.Arbitrary<T>, odd: fc.Arbitrary<unknown>) =>
+    fc.oneof({ weight: 12, arbitrary: valid }, { weight: 1, arbitrary: odd });
+  const metric = (min: number, max: number) =>
+    mostly(
+      fc.oneof(fc.double({ min, max, noNaN: true }), fc.constantFrom(min, max, 1e-40)),
+      fc.oneof(edgeNumber, anyValue),
+    );
+  const reading = fc.record(
+    {
+      device: mostly(fc.string({ minLength: 1, maxLength: 40 }), fc.oneof(label, anyValue)),
+      kind: mostly(
+        fc.constantFrom('asic', 'gpu', 'meter'),
+        fc.oneof(fc.constantFrom('ASIC', 'pdu'), anyValue),
+      ),
+      model: mostly(fc.string({ minLength: 1, maxLength: 20 }), fc.oneof(label, anyValue)),
+      ts: mostly(fc.oneof(fc.integer(), fc.constantFrom(NOW, '2026-11-24T10:00:00Z', 'soon')), anyValue),
+      power_w: metric(0, 1e10),
+      hashrate_ths: metric(0, 1e9),
+      expected_hashrate_ths: metric(0, 1e9),
+      temp_c: metric(-80, 250),
+      fan_rpm: metric(0, 1e6),
+      gpu_util_pct: metric(0, 100),
+      gpu_mem_used_bytes: metric(0, 2 ** 53),
+      available_power_w: metric(0, 1e10),
+      status: mostly(
+        fc.constantFrom('ok', 'error', 'curtailed', 'offline'),
+        fc.oneof(fc.constantFrom('OK'), anyValue),
+      ),
+    },
+    { requiredKeys: [] },
+  );
+  const withOddKey = fc.tuple(
+    reading,
+    fc.option(fc.constantFrom('extra', 'constructor', 'toString'), { freq: 10 }),
+    anyValue,
+  );
+
+  it('accepts only what the schema accepts, with the same result', () => {
+    let accepted = 0;
+    let refused = 0;
+    fc.assert(
+      fc.property(withOddKey, fc.boolean(), ([fields, oddKey, oddValue], viaJson) => {
+        const raw: Record<string, unknown> = { ...fields };
+        if (oddKey) raw[oddKey] = oddValue;
+        // Over the wire every reading has been through JSON.parse; objects built in code need not have.
+        const input: unknown = viaJson ? JSON.parse(JSON.stringify(raw)) : raw;
+        const plain = parsePlainReading(input);
+        const schema = ReadingSchema.safeParse(input);
+        if (plain) {
+          accepted++;
+          expect(schema.success).toBe(true);
+          expect(plain).toStrictEqual(schema.data);
+        } else {
+          refused++;
+          // The schema may accept what the fast path leaves to it, but only for what JSON cannot carry.
+          if (schema.success) expect(viaJson).toBe(false);
+        }
+      }),
+      { numRuns: 20_000 },
+    );
+    // Both answers were exercised in earnest.
+    expect(accepted).toBeGreaterThan(500);
+    expect(refused).toBeGreaterThan(500);
+  });
+
+  it('leaves a "__proto__" field (an own key after JSON.parse) to the schema, which refuses it', () => {
+    const raw = JSON.parse(`{"__proto__":1,"device":"d","kind":"asic","ts":${NOW},"power_w":1}`);
+    expect(parsePlainReading(raw)).toBeUndefined();
+    expect(ReadingSchema.safeParse(raw).success).toBe(false);
   });
 });
