@@ -13,12 +13,7 @@ import { silentLogger } from '../src/log.ts';
 import { openDatabase } from '../src/storage/database.ts';
 import { migrateToLatest } from '../src/storage/migrate.ts';
 import { ensurePartitions } from '../src/storage/partitions.ts';
-import {
-  insertReadings,
-  type LatestRecord,
-  type ReadingRecord,
-  updateDeviceLatest,
-} from '../src/storage/readings.ts';
+import { insertReadings, type ReadingRecord, updateDeviceLatest } from '../src/storage/readings.ts';
 import type { Database } from '../src/storage/schema.ts';
 
 const { values } = parseArgs({ options: { devices: { type: 'string' }, rounds: { type: 'string' } } });
@@ -38,9 +33,6 @@ async function admin(text: string): Promise<void> {
 let step = 0;
 const base = Date.now() - 3_600_000;
 /** The next batch: every device once per 1-s step, in time order, as a fleet reports. */
-/** A batch's rows as latest state (each device appears once per batch). */
-const received = (rows: ReadingRecord[]): LatestRecord[] =>
-  rows.map((r) => ({ ...r, received_ms: Date.now() }));
 
 function batch(): ReadingRecord[] {
   const out: ReadingRecord[] = [];
@@ -51,6 +43,7 @@ function batch(): ReadingRecord[] {
       device_id: 1 + (n % DEVICES),
       kind: 'asic',
       ts_ms: base + Math.floor(n / DEVICES) * 1000,
+      received_ms: Date.now(),
       power_w: 3500,
       hashrate_ths: 200,
       expected_hashrate_ths: 200,
@@ -99,10 +92,10 @@ const VARIANTS: Variant[] = [
     'insert + device_latest upsert in one transaction (hashwatt until the latest state moved off the ack path)',
     async (trx, r) => {
       await insertReadings(trx, r);
-      await updateDeviceLatest(trx, received(r));
+      await updateDeviceLatest(trx, r);
     },
   ],
-  ['device_latest upsert alone', (trx, r) => updateDeviceLatest(trx, received(r))],
+  ['device_latest upsert alone', (trx, r) => updateDeviceLatest(trx, r)],
   ['device_latest UPDATE … FROM unnest alone, 5 of its 13 columns', updateLatestFrom],
 ];
 
@@ -122,7 +115,7 @@ try {
   // Every device has a latest-state row before anything is timed, as in a running fleet.
   for (let i = 0; i < Math.ceil(DEVICES / BATCH); i++) {
     const rows = batch();
-    await storage.db.transaction().execute((trx) => updateDeviceLatest(trx, received(rows)));
+    await storage.db.transaction().execute((trx) => updateDeviceLatest(trx, rows));
   }
 
   const rates = new Map<string, number[]>();
@@ -132,7 +125,7 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     const order = [...VARIANTS.slice(round % VARIANTS.length), ...VARIANTS.slice(0, round % VARIANTS.length)];
     const plus: Variant[] = [
-      ['device_latest upsert alone, table UNLOGGED', (trx, r) => updateDeviceLatest(trx, received(r))],
+      ['device_latest upsert alone, table UNLOGGED', (trx, r) => updateDeviceLatest(trx, r)],
     ];
     for (const [name, write] of [...order, ...plus]) {
       const unlogged = name.includes('UNLOGGED');

@@ -68,6 +68,7 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
     device_id: deviceIds[device]!,
     kind: 'asic',
     ts_ms: tsMs,
+    received_ms: NOW,
     power_w: power,
     hashrate_ths: 200.5,
     status: 'ok',

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { findDevices, type KnownDevice, registerDevices } from '../storage/devices.ts';
 import type { ReadingRecord } from '../storage/readings.ts';
-import { type Database, type DeviceKind, pickMetrics } from '../storage/schema.ts';
+import type { Database, DeviceKind } from '../storage/schema.ts';
 import type { Rejection, ValidReading } from './reading.ts';
 
 /**
@@ -27,6 +27,7 @@ export class DeviceDirectory {
   async resolve(
     siteId: number,
     readings: readonly ValidReading[],
+    receivedMs: number,
   ): Promise<{ records: ReadingRecord[]; rejected: Rejection[] }> {
     let known = this.#bySite.get(siteId);
     if (!known) {
@@ -59,12 +60,22 @@ export class DeviceDirectory {
         });
         continue;
       }
+      // One literal with every field: this runs per reading, and a spread would allocate twice.
       records.push({
         site_id: siteId,
         device_id: device.id,
         kind: device.kind,
         ts_ms: r.tsMs,
-        ...pickMetrics(r),
+        received_ms: receivedMs,
+        power_w: r.power_w,
+        hashrate_ths: r.hashrate_ths,
+        expected_hashrate_ths: r.expected_hashrate_ths,
+        temp_c: r.temp_c,
+        fan_rpm: r.fan_rpm,
+        gpu_util_pct: r.gpu_util_pct,
+        gpu_mem_used_bytes: r.gpu_mem_used_bytes,
+        available_power_w: r.available_power_w,
+        status: r.status,
       });
     }
     return { records, rejected };

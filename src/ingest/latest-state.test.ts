@@ -1,36 +1,37 @@
 import { describe, expect, it } from 'vitest';
-import type { LatestRecord, ReadingRecord } from '../storage/readings.ts';
+import type { ReadingRecord } from '../storage/readings.ts';
 import { foldLatest } from './latest-state.ts';
 
-const reading = (device_id: number, ts_ms: number, power_w: number): ReadingRecord => ({
+const reading = (device_id: number, ts_ms: number, power_w: number, received_ms: number): ReadingRecord => ({
   site_id: 1,
   device_id,
   kind: 'asic',
   ts_ms,
+  received_ms,
   power_w,
 });
 
 describe('foldLatest', () => {
   it('keeps one record per device, the newest reading', () => {
-    const pending = new Map<number, LatestRecord>();
-    foldLatest(pending, [reading(1, 2_000, 20), reading(2, 1_000, 5), reading(1, 1_000, 10)], 100);
-    foldLatest(pending, [reading(1, 3_000, 30)], 200);
+    const pending = new Map<number, ReadingRecord>();
+    foldLatest(pending, [reading(1, 2_000, 20, 100), reading(2, 1_000, 5, 100), reading(1, 1_000, 10, 100)]);
+    foldLatest(pending, [reading(1, 3_000, 30, 200)]);
     expect(pending.get(1)).toMatchObject({ ts_ms: 3_000, power_w: 30, received_ms: 200 });
     expect(pending.get(2)).toMatchObject({ ts_ms: 1_000, power_w: 5, received_ms: 100 });
     expect(pending.size).toBe(2);
   });
 
   it('never moves back to an older reading that arrives later (a backfill)', () => {
-    const pending = new Map<number, LatestRecord>();
-    foldLatest(pending, [reading(1, 5_000, 50)], 100);
-    foldLatest(pending, [reading(1, 1_000, 10)], 200);
+    const pending = new Map<number, ReadingRecord>();
+    foldLatest(pending, [reading(1, 5_000, 50, 100)]);
+    foldLatest(pending, [reading(1, 1_000, 10, 200)]);
     expect(pending.get(1)).toMatchObject({ ts_ms: 5_000, power_w: 50, received_ms: 100 });
   });
 
   it('refreshes when a repeated reading (a retry) was received', () => {
-    const pending = new Map<number, LatestRecord>();
-    foldLatest(pending, [reading(1, 5_000, 50)], 100);
-    foldLatest(pending, [reading(1, 5_000, 50)], 300);
+    const pending = new Map<number, ReadingRecord>();
+    foldLatest(pending, [reading(1, 5_000, 50, 100)]);
+    foldLatest(pending, [reading(1, 5_000, 50, 300)]);
     expect(pending.get(1)?.received_ms).toBe(300);
   });
 });

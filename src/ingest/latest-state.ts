@@ -1,6 +1,6 @@
 import type { Logger } from '../log.ts';
 import type { Storage } from '../storage/database.ts';
-import { type LatestRecord, type ReadingRecord, updateDeviceLatest } from '../storage/readings.ts';
+import { type ReadingRecord, updateDeviceLatest } from '../storage/readings.ts';
 
 /** What the latest-state writer reports about itself; the metrics module implements it. */
 export interface LatestStateObserver {
@@ -24,18 +24,14 @@ export interface LatestStateOptions {
 }
 
 /**
- * Folds committed readings into the newest per device: a newer reading wins, and a repeat of the
- * same reading (a retry) refreshes when it was received. Pure, so the rule is tested without I/O.
+ * Folds committed readings, in the order they arrived, into the newest per device: a newer reading
+ * wins, and a repeat of the same reading (a retry) wins too, so when it was received moves forward.
+ * Pure, so the rule is tested without I/O; it keeps references, never copies, as it runs per reading.
  */
-export function foldLatest(
-  pending: Map<number, LatestRecord>,
-  records: readonly ReadingRecord[],
-  receivedMs: number,
-): void {
+export function foldLatest(pending: Map<number, ReadingRecord>, records: Iterable<ReadingRecord>): void {
   for (const r of records) {
     const seen = pending.get(r.device_id);
-    if (seen && seen.ts_ms > r.ts_ms) continue;
-    pending.set(r.device_id, { ...r, received_ms: Math.max(receivedMs, seen?.received_ms ?? 0) });
+    if (!seen || r.ts_ms >= seen.ts_ms) pending.set(r.device_id, r);
   }
 }
 
@@ -49,7 +45,7 @@ export function foldLatest(
  */
 export class LatestStateWriter {
   readonly #o: Required<Omit<LatestStateOptions, 'observer'>> & Pick<LatestStateOptions, 'observer'>;
-  #pending = new Map<number, LatestRecord>();
+  #pending = new Map<number, ReadingRecord>();
   #oldestPendingMs: number | undefined;
   #flushing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -70,10 +66,10 @@ export class LatestStateWriter {
   }
 
   /** Records committed readings; they reach `device_latest` with the next flush. */
-  offer(records: readonly ReadingRecord[], receivedMs: number): void {
+  offer(records: readonly ReadingRecord[]): void {
     if (records.length === 0) return;
-    foldLatest(this.#pending, records, receivedMs);
-    this.#oldestPendingMs ??= receivedMs;
+    foldLatest(this.#pending, records);
+    this.#oldestPendingMs ??= records[0]!.received_ms;
     if (!this.#timer && !this.#closed) this.#schedule(this.#o.flushMs);
   }
 
@@ -126,7 +122,7 @@ export class LatestStateWriter {
       this.#o.logger.warn({ err: String(error), devices: rows.length }, 'latest-state flush failed');
       const arrived = this.#pending;
       this.#pending = batch;
-      for (const r of arrived.values()) foldLatest(this.#pending, [r], r.received_ms);
+      foldLatest(this.#pending, arrived.values());
       this.#oldestPendingMs = oldest;
     }
   }

@@ -98,9 +98,9 @@ export class IngestPipeline {
     try {
       const nowMs = this.#o.now();
       const checked = validateReadings(raw, { nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) });
-      const { records, rejected } = await directory.resolve(site.id, checked.valid);
+      const { records, rejected } = await directory.resolve(site.id, checked.valid, nowMs);
       const duplicate = await writer.write(reservation, records);
-      this.#o.latest.offer(records, nowMs);
+      this.#o.latest.offer(records);
       let duplicates = 0;
       let acceptedSamples = 0;
       for (let i = 0; i < records.length; i++) {

@@ -9,6 +9,8 @@ export interface ReadingRecord extends Partial<ReadingMetrics> {
   kind: DeviceKind;
   /** Reading time, epoch milliseconds. */
   ts_ms: number;
+  /** When hashwatt received it, epoch milliseconds (kept in the latest state, not per reading). */
+  received_ms: number;
 }
 
 export interface WriteResult {
@@ -44,8 +46,11 @@ function labelArrayLiteral(values: ArrayLike<string | null | undefined>): string
   return `${out}}`;
 }
 
-function column<R extends ReadingRecord, K extends keyof R>(records: readonly R[], key: K): R[K][] {
-  const values = new Array<R[K]>(records.length);
+function column<K extends keyof ReadingRecord>(
+  records: readonly ReadingRecord[],
+  key: K,
+): ReadingRecord[K][] {
+  const values = new Array<ReadingRecord[K]>(records.length);
   for (let i = 0; i < records.length; i++) values[i] = records[i]![key];
   return values;
 }
@@ -131,12 +136,6 @@ export function markDuplicates(
   });
 }
 
-/** A device's newest reading and when hashwatt received it: one row of `device_latest`. */
-export interface LatestRecord extends ReadingRecord {
-  /** Epoch milliseconds. */
-  received_ms: number;
-}
-
 /**
  * Moves devices' latest state forward, one row per device, never back to an older reading. Callers
  * pass at most one record per device (the newest); rows are locked in device order so concurrent
@@ -144,7 +143,7 @@ export interface LatestRecord extends ReadingRecord {
  */
 export async function updateDeviceLatest(
   db: Kysely<Database>,
-  latest: readonly LatestRecord[],
+  latest: readonly ReadingRecord[],
 ): Promise<void> {
   if (latest.length === 0) return;
   const sorted = [...latest].sort((x, y) => x.device_id - y.device_id);

@@ -69,21 +69,6 @@ export const READING_METRICS = [
   'status',
 ] as const satisfies readonly (keyof ReadingMetrics)[];
 
-/** Copies just the metric fields of a reading-like object. */
-export function pickMetrics(source: Partial<ReadingMetrics>): Partial<ReadingMetrics> {
-  return {
-    power_w: source.power_w,
-    hashrate_ths: source.hashrate_ths,
-    expected_hashrate_ths: source.expected_hashrate_ths,
-    temp_c: source.temp_c,
-    fan_rpm: source.fan_rpm,
-    gpu_util_pct: source.gpu_util_pct,
-    gpu_mem_used_bytes: source.gpu_mem_used_bytes,
-    available_power_w: source.available_power_w,
-    status: source.status,
-  };
-}
-
 export interface ReadingsTable extends ReadingMetrics {
   site_id: number;
   device_id: number;
