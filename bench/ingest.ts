@@ -23,6 +23,8 @@ export interface IngestPlan {
   stepS: number;
   firstRate: number;
   growth: number;
+  /** Probes between the best clean step and the first unclean one, halving the gap each time. */
+  refineSteps: number;
   maxRate: number;
   sustainS: number;
   halfRateS: number;
@@ -34,6 +36,7 @@ export const FULL_PLAN: IngestPlan = {
   stepS: 12,
   firstRate: 20_000,
   growth: 1.4,
+  refineSteps: 2,
   maxRate: 400_000,
   sustainS: 60,
   halfRateS: 20,
@@ -44,6 +47,7 @@ export const QUICK_PLAN: IngestPlan = {
   stepS: 5,
   firstRate: 25_000,
   growth: 1.8,
+  refineSteps: 0,
   maxRate: 100_000,
   sustainS: 6,
   halfRateS: 5,
@@ -284,14 +288,28 @@ export async function rampTransport(
 ): Promise<TransportResult> {
   const steps: Window[] = [];
   let best: Window | undefined;
-  for (let rate = plan.firstRate; rate <= plan.maxRate; rate *= plan.growth) {
+  const step = async (rate: number) => {
     const w = await measureAt(service, transport, rate, plan.stepS);
     steps.push(w);
     log(
       `  ${transport} step ${w.offered_per_s}/s: stored ${w.readings_per_s}/s, refused ${w.refused_per_s}/s, p99 ${w.ack_p99_ms} ms`,
     );
-    if (!isClean(w)) break;
+    return w;
+  };
+  let unclean: number | undefined;
+  for (let rate = plan.firstRate; rate <= plan.maxRate; rate *= plan.growth) {
+    const w = await step(rate);
+    if (!isClean(w)) {
+      unclean = rate;
+      break;
+    }
     best = w;
+  }
+  // The geometric ramp overshoots by up to one growth factor; narrow the gap by bisection.
+  for (let i = 0; i < plan.refineSteps && best && unclean; i++) {
+    const w = await step((best.offered_per_s + unclean) / 2);
+    if (isClean(w)) best = w;
+    else unclean = w.offered_per_s;
   }
   // Hold the best clean step's rate for the sustain window; if it cannot, back off and try again.
   let rate = best?.offered_per_s ?? plan.firstRate / plan.growth;

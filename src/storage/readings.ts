@@ -23,27 +23,44 @@ export interface WriteResult {
 /**
  * Postgres array literal built by hand: pg's generic array serialiser costs about as much Node CPU
  * as everything else on the write path together (docs/storage.md). Values are numbers we validated
- * or enum labels, so nothing needs quoting.
+ * or enum labels, so nothing needs quoting. A column with no value at all (GPU metrics in a batch of
+ * ASICs) is sent as SQL NULL: a multi-argument unnest() pads it with NULLs, so neither side spends
+ * time on a literal of thousands of NULLs.
  */
-function numberArrayLiteral(values: ArrayLike<number | null | undefined>): string {
+function numberArrayLiteral(values: ArrayLike<number | null | undefined>): string | null {
   let out = '{';
+  let present = false;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (i > 0) out += ',';
-    out += v === null || v === undefined ? 'NULL' : String(v);
+    if (v === null || v === undefined) out += 'NULL';
+    else {
+      out += String(v);
+      present = true;
+    }
   }
-  return `${out}}`;
+  return present ? `${out}}` : null;
 }
 
-/** For enum labels (status, kind): plain identifiers, so no quoting either. */
-function labelArrayLiteral(values: ArrayLike<string | null | undefined>): string {
+/** For key columns, which always have a value. */
+function keyArrayLiteral(values: ArrayLike<number>): string {
+  return numberArrayLiteral(values) ?? '{}';
+}
+
+/** For enum labels (status, kind): plain identifiers, so no quoting either; all-NULL as above. */
+function labelArrayLiteral(values: ArrayLike<string | null | undefined>): string | null {
   let out = '{';
+  let present = false;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (i > 0) out += ',';
-    out += v ?? 'NULL';
+    if (v === null || v === undefined) out += 'NULL';
+    else {
+      out += v;
+      present = true;
+    }
   }
-  return `${out}}`;
+  return present ? `${out}}` : null;
 }
 
 function column<K extends keyof ReadingRecord>(
@@ -62,9 +79,9 @@ function column<K extends keyof ReadingRecord>(
  */
 function unnestArguments(records: readonly ReadingRecord[]) {
   return {
-    siteId: numberArrayLiteral(column(records, 'site_id')),
-    deviceId: numberArrayLiteral(column(records, 'device_id')),
-    tsMs: numberArrayLiteral(column(records, 'ts_ms')),
+    siteId: keyArrayLiteral(column(records, 'site_id')),
+    deviceId: keyArrayLiteral(column(records, 'device_id')),
+    tsMs: keyArrayLiteral(column(records, 'ts_ms')),
     metrics: NUMERIC_METRICS.map((name) => numberArrayLiteral(column(records, name))),
     status: labelArrayLiteral(column(records, 'status')),
     kind: labelArrayLiteral(column(records, 'kind')),
@@ -148,7 +165,7 @@ export async function updateDeviceLatest(
   if (latest.length === 0) return;
   const sorted = [...latest].sort((x, y) => x.device_id - y.device_id);
   const a = unnestArguments(sorted);
-  const receivedMs = numberArrayLiteral(column(sorted, 'received_ms'));
+  const receivedMs = keyArrayLiteral(column(sorted, 'received_ms'));
   const [power, hashrate, expected, temp, fan, util, mem, available] = a.metrics;
   await sql`
     INSERT INTO device_latest (device_id, site_id, kind, ts, received_at, power_w, hashrate_ths,
