@@ -175,7 +175,10 @@ export async function startService(
     authenticateSite,
     readiness,
     thresholdDefaults: config.thresholds,
-    onSiteDeleted: (id) => directory.forgetSite(id),
+    onSiteDeleted: (id) => {
+      directory.forgetSite(id);
+      latest.forgetSite(id);
+    },
     metrics: metrics.endpoint,
   });
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;

@@ -84,6 +84,28 @@ describe.each(BACKENDS)('device latest state on %s', (backend) => {
     expect(service.latest.lagSeconds()).toBe(0);
   });
 
+  it('drops the pending state of devices deleted meanwhile and writes the rest', async () => {
+    const local = await createTestDatabase(backend);
+    const other = await startTestService(local, { tuning: { latestFlushMs: 3_600_000 } });
+    try {
+      const kept = await createSite(other.url, 'kept');
+      const gone = await createSite(other.url, 'gone');
+      await postReadings(other.url, kept.token, [asicReading('k-1', t0)]);
+      await postReadings(other.url, gone.token, [asicReading('g-1', t0), asicReading('g-2', t0)]);
+      // Another replica deletes the site's devices: this one's pending rows now reference nothing.
+      await sql`DELETE FROM devices WHERE site_id = ${gone.site.id}`.execute(other.storage.db);
+      await other.latest.flush();
+      expect(other.latest.pendingDevices).toBe(0);
+      const { rows } = await sql<{ site_id: number }>`SELECT site_id FROM device_latest`.execute(
+        other.storage.db,
+      );
+      expect(rows).toEqual([{ site_id: kept.site.id }]);
+    } finally {
+      await other.stop();
+      await local.dispose();
+    }
+  });
+
   it('is written in full by a graceful stop', async () => {
     const local = await createTestDatabase(backend);
     // A flush interval far longer than the test: only the stop can write it.

@@ -28,10 +28,13 @@ describe('foldLatest', () => {
     expect(pending.get(1)).toMatchObject({ ts_ms: 5_000, power_w: 50, received_ms: 100 });
   });
 
-  it('refreshes when a repeated reading (a retry) was received', () => {
+  it('keeps the first values for a repeated time, as the readings table does, and moves the receipt forward', () => {
     const pending = new Map<number, ReadingRecord>();
     foldLatest(pending, [reading(1, 5_000, 50, 100)]);
-    foldLatest(pending, [reading(1, 5_000, 50, 300)]);
-    expect(pending.get(1)?.received_ms).toBe(300);
+    foldLatest(pending, [reading(1, 5_000, 51, 300)]);
+    expect(pending.get(1)).toMatchObject({ power_w: 50, received_ms: 300 });
+    // A repeat committed out of order never moves the receipt back.
+    foldLatest(pending, [reading(1, 5_000, 52, 200)]);
+    expect(pending.get(1)).toMatchObject({ power_w: 50, received_ms: 300 });
   });
 });

@@ -2,6 +2,9 @@ import type { Logger } from '../log.ts';
 import type { Storage } from '../storage/database.ts';
 import { type ReadingRecord, updateDeviceLatest } from '../storage/readings.ts';
 
+const CLOSE_ATTEMPTS = 4;
+const CLOSE_RETRY_MS = 500;
+
 /** What the latest-state writer reports about itself; the metrics module implements it. */
 export interface LatestStateObserver {
   flushed(devices: number, seconds: number): void;
@@ -24,14 +27,17 @@ export interface LatestStateOptions {
 }
 
 /**
- * Folds committed readings, in the order they arrived, into the newest per device: a newer reading
- * wins, and a repeat of the same reading (a retry) wins too, so when it was received moves forward.
- * Pure, so the rule is tested without I/O; it keeps references, never copies, as it runs per reading.
+ * Folds committed readings into the newest per device: a newer reading wins; a repeat of the same
+ * time (a retry, or a duplicate the readings table refused) keeps the values first seen, as the
+ * readings table does, and only moves when it was received forward. Runs per reading, so it keeps
+ * references instead of copying (the one update is to a record already committed); pure otherwise,
+ * so the rule is tested without I/O.
  */
 export function foldLatest(pending: Map<number, ReadingRecord>, records: Iterable<ReadingRecord>): void {
   for (const r of records) {
     const seen = pending.get(r.device_id);
-    if (!seen || r.ts_ms >= seen.ts_ms) pending.set(r.device_id, r);
+    if (!seen || r.ts_ms > seen.ts_ms) pending.set(r.device_id, r);
+    else if (r.ts_ms === seen.ts_ms && r.received_ms > seen.received_ms) seen.received_ms = r.received_ms;
   }
 }
 
@@ -40,8 +46,9 @@ export function foldLatest(pending: Map<number, ReadingRecord>, records: Iterabl
  * the acknowledgement path. Readings are the record and are committed before they are acknowledged;
  * this table is derived from them. Writing it in the readings' transaction cost ~40 % of the ingest
  * rate (docs/performance.md), so it is written here, coalesced per device, and trails the committed
- * readings by about `flushMs` (plus one flush). A crash loses at most that much latest state, which
- * each device's next reading restores; a graceful stop flushes everything.
+ * readings by about `flushMs` (plus one flush; more under heavy load, see `spacingFactor`). A crash
+ * loses at most that much latest state, which each device's next reading restores; a graceful stop
+ * flushes everything the database accepts.
  */
 export class LatestStateWriter {
   readonly #o: Required<Omit<LatestStateOptions, 'observer'>> & Pick<LatestStateOptions, 'observer'>;
@@ -69,7 +76,11 @@ export class LatestStateWriter {
   offer(records: readonly ReadingRecord[]): void {
     if (records.length === 0) return;
     foldLatest(this.#pending, records);
-    this.#oldestPendingMs ??= records[0]!.received_ms;
+    // Batches can commit out of order: the lag is measured from the oldest receipt still pending.
+    this.#oldestPendingMs = Math.min(
+      this.#oldestPendingMs ?? Number.POSITIVE_INFINITY,
+      records[0]!.received_ms,
+    );
     if (!this.#timer && !this.#closed) this.#schedule(this.#o.flushMs);
   }
 
@@ -83,12 +94,29 @@ export class LatestStateWriter {
     await this.#flushing;
   }
 
-  /** Stops the background flushes and writes what is pending. */
+  /** Drops what is pending for a deleted site: its devices are gone, so are their rows. */
+  forgetSite(siteId: number): void {
+    for (const [deviceId, r] of this.#pending) if (r.site_id === siteId) this.#pending.delete(deviceId);
+  }
+
+  /**
+   * Stops the background flushes and writes what is pending, trying a few times over about two
+   * seconds when the database fails: what is still pending after that is reported and lost (the
+   * readings behind it are committed; each device's next reading restores its latest state).
+   */
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    await this.flush();
+    for (let attempt = 0; attempt < CLOSE_ATTEMPTS; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, CLOSE_RETRY_MS));
+      await this.flush();
+      if (this.#pending.size === 0) return;
+    }
+    this.#o.logger.error(
+      { devices: this.#pending.size },
+      'latest state not written at stop; the devices’ next readings will restore it',
+    );
   }
 
   /** The timer stays set while its flush runs, so offers meanwhile do not schedule another. */

@@ -194,14 +194,15 @@ export class GroupCommitWriter {
     }
   }
 
-  async #commit(batch: Job[]): Promise<void> {
+  /** `measured`: whether the commit's rate feeds admission (not for one-request retries after a data error). */
+  async #commit(batch: Job[], measured = true): Promise<void> {
     const records = batch.length === 1 ? batch[0]!.records : batch.flatMap((j) => j.records);
     const started = performance.now();
     try {
       const { duplicate } = await this.#writeWithPartitionRetry(records);
       const seconds = (performance.now() - started) / 1000;
       this.#o.observer.batchCommitted(records.length, batch.length, seconds);
-      this.#measureRate(records.length, seconds);
+      if (measured) this.#measureRate(records.length, seconds);
       let offset = 0;
       for (const job of batch) {
         const end = offset + job.records.length;
@@ -212,7 +213,7 @@ export class GroupCommitWriter {
     } catch (error) {
       if (batch.length > 1 && isDataError(error)) {
         // One request's data broke the statement; commit the others without it.
-        await Promise.all(batch.map((job) => this.#commit([job])));
+        await Promise.all(batch.map((job) => this.#commit([job], false)));
         return;
       }
       const unavailable = isDatabaseUnavailable(error);

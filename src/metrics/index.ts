@@ -105,7 +105,7 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   });
   new Gauge({
     name: 'hashwatt_write_queue_limit_readings',
-    help: 'Readings the write queue admits before refusing (429): half a second of work at the measured commit rate.',
+    help: 'Readings the write queue admits before refusing (429): about half a second of work at the measured commit rate.',
     registers,
     collect() {
       this.set(deps.writer()?.queueLimit ?? 0);

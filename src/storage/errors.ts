@@ -52,6 +52,11 @@ export function isTransientConflict(error: unknown): boolean {
   return code === '40P01' || code === '40001';
 }
 
+/** True when a referenced row is gone (a device deleted with its site while its rows were pending). */
+export function isForeignKeyViolation(error: unknown): boolean {
+  return codeOf(error) === '23503';
+}
+
 /** True for errors caused by the data of one statement (bad value, constraint): splitting the batch isolates it. */
 export function isDataError(error: unknown): boolean {
   const code = codeOf(error);

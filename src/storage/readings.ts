@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { isForeignKeyViolation } from './errors.ts';
 import { type Database, type DeviceKind, NUMERIC_METRICS, type ReadingMetrics } from './schema.ts';
 
 /** A validated reading resolved to its site and device ids, ready to store. */
@@ -156,7 +157,8 @@ export function markDuplicates(
 /**
  * Moves devices' latest state forward, one row per device, never back to an older reading. Callers
  * pass at most one record per device (the newest); rows are locked in device order so concurrent
- * writers (other replicas) wait on each other instead of deadlocking.
+ * writers (other replicas) wait on each other instead of deadlocking. Rows of devices deleted
+ * meanwhile (their site was deleted, perhaps by another replica) are dropped, not retried forever.
  */
 export async function updateDeviceLatest(
   db: Kysely<Database>,
@@ -164,6 +166,24 @@ export async function updateDeviceLatest(
 ): Promise<void> {
   if (latest.length === 0) return;
   const sorted = [...latest].sort((x, y) => x.device_id - y.device_id);
+  try {
+    await upsertDeviceLatest(db, sorted);
+  } catch (error) {
+    if (!isForeignKeyViolation(error)) throw error;
+    const { rows } = await sql<{ id: number }>`
+      SELECT id FROM devices WHERE id = ANY(${keyArrayLiteral(column(sorted, 'device_id'))}::int[])`.execute(
+      db,
+    );
+    const live = new Set(rows.map((r) => r.id));
+    await upsertDeviceLatest(
+      db,
+      sorted.filter((r) => live.has(r.device_id)),
+    );
+  }
+}
+
+async function upsertDeviceLatest(db: Kysely<Database>, sorted: readonly ReadingRecord[]): Promise<void> {
+  if (sorted.length === 0) return;
   const a = unnestArguments(sorted);
   const receivedMs = keyArrayLiteral(column(sorted, 'received_ms'));
   const [power, hashrate, expected, temp, fan, util, mem, available] = a.metrics;
@@ -177,7 +197,8 @@ export async function updateDeviceLatest(
       ${a.status}::device_status[])
       AS u(s, d, k, t, rt, p, h, e, tc, f, u, m, av, st)
     ON CONFLICT (device_id) DO UPDATE SET
-      site_id = excluded.site_id, kind = excluded.kind, ts = excluded.ts, received_at = excluded.received_at,
+      site_id = excluded.site_id, kind = excluded.kind, ts = excluded.ts,
+      received_at = GREATEST(excluded.received_at, device_latest.received_at),
       power_w = excluded.power_w, hashrate_ths = excluded.hashrate_ths,
       expected_hashrate_ths = excluded.expected_hashrate_ths, temp_c = excluded.temp_c,
       fan_rpm = excluded.fan_rpm, gpu_util_pct = excluded.gpu_util_pct,
