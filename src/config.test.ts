@@ -8,6 +8,14 @@ describe('parseConfig', () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it('bounds the heap growth by default, and leaves it to V8 when set to 0', () => {
+    expect(parseConfig({}).heapGrowingPercent).toBe(50);
+    expect(parseConfig({ HASHWATT_HEAP_GROWING_PERCENT: '0' }).heapGrowingPercent).toBe(0);
+    expect(() => parseConfig({ HASHWATT_HEAP_GROWING_PERCENT: '-5' })).toThrow(
+      /HASHWATT_HEAP_GROWING_PERCENT/,
+    );
+  });
+
   it('treats an empty variable as unset', () => {
     expect(parseConfig({ PORT: '' }).port).toBe(8080);
   });

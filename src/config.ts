@@ -41,6 +41,8 @@ const ConfigSchema = z.object({
   HASHWATT_WEBHOOK_URLS: urlList(),
   /** Per-device metric series for sites with at most this many devices (0: off). */
   HASHWATT_METRICS_PER_DEVICE_MAX: z.coerce.number().int().min(0).max(10_000).default(0),
+  /** How far V8 lets the heap grow past live data between collections, in % (0: V8's own choice). */
+  HASHWATT_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(400).default(50),
 });
 
 function urlList() {
@@ -76,6 +78,7 @@ export type Config = Readonly<{
   alertmanagerUrls: readonly string[];
   webhookUrls: readonly string[];
   metricsPerDeviceMax: number;
+  heapGrowingPercent: number;
 }>;
 
 export class ConfigError extends Error {
@@ -114,6 +117,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     alertmanagerUrls: Object.freeze(e.HASHWATT_ALERTMANAGER_URLS),
     webhookUrls: Object.freeze(e.HASHWATT_WEBHOOK_URLS),
     metricsPerDeviceMax: e.HASHWATT_METRICS_PER_DEVICE_MAX,
+    heapGrowingPercent: e.HASHWATT_HEAP_GROWING_PERCENT,
   });
 }
 
