@@ -497,7 +497,32 @@ export async function measureBaseline(seconds: number): Promise<{
   }
 }
 
-if (import.meta.main) {
+/**
+ * `--serve`: the benchmark's service, warmed up with the load scenario's devices, left running for
+ * experiments by hand (the simulator against it, `top`, `--cpu-prof`, heap snapshots; environment
+ * variables such as HASHWATT_HEAP_GROWING_PERCENT reach the service). Ctrl-C stops it and drops
+ * its database.
+ */
+async function serve(): Promise<void> {
+  const service = await startBenchService();
+  const stop = async () => {
+    await service.stop();
+    await dropBenchDatabase();
+    process.exit(0);
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await warmUp(service, FULL_PLAN);
+  log(
+    `hashwatt (pid ${service.pid}) ready at ${service.url} with the load scenario's devices; admin token ${ADMIN_TOKEN}`,
+  );
+  log(
+    `  e.g. node simulators/cli.ts --scenario load --url ${service.url} --admin-token ${ADMIN_TOKEN} --transport http --rate 100000 --duration 20 --flush-ms 1000 --quiet --json`,
+  );
+}
+
+if (import.meta.main && process.argv.includes('--serve')) await serve();
+else if (import.meta.main) {
   const plan = process.argv.includes('--quick') ? QUICK_PLAN : FULL_PLAN;
   const service = await startBenchService();
   try {
