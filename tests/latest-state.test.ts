@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../src/alerting/testing.ts';
 import type { RunningService } from '../src/service.ts';
 import { BACKENDS, createTestDatabase, type TestDatabase } from './support/databases.ts';
 import {
@@ -35,15 +36,20 @@ describe.each(BACKENDS)('device latest state on %s', (backend) => {
       WHERE d.site_id = ${site.site.id} AND d.external_id = ${device}`.execute(service.storage.db);
     return rows[0];
   };
-  const until = async <T>(what: () => Promise<T | undefined>, ok: (v: T) => boolean): Promise<T> => {
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      const v = await what();
-      if (v !== undefined && ok(v)) return v;
-      if (Date.now() > deadline) throw new Error(`never reached: ${JSON.stringify(v)}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
+  /** The device's latest-state row once `ok` holds for it. */
+  const latestWhen = (
+    device: string,
+    ok: (l: NonNullable<Awaited<ReturnType<typeof latestOf>>>) => boolean,
+  ) =>
+    waitFor(
+      `${device} in device_latest`,
+      async () => {
+        const l = await latestOf(device);
+        return l && ok(l) ? l : undefined;
+      },
+      5_000,
+      50,
+    );
 
   it('catches up with acknowledged readings by itself, newest reading winning', async () => {
     const before = Date.now();
@@ -52,10 +58,7 @@ describe.each(BACKENDS)('device latest state on %s', (backend) => {
       asicReading('l-1', t0 + 1_000, { power_w: 1 }),
     ]);
     expect(response.body.accepted).toBe(2);
-    const latest = await until(
-      () => latestOf('l-1'),
-      (l) => l.power_w === 3_300,
-    );
+    const latest = await latestWhen('l-1', (l) => l.power_w === 3_300);
     expect(latest.ts.getTime()).toBe(t0 + 2_000);
     expect(latest.received_at.getTime()).toBeGreaterThanOrEqual(before - 1);
     expect(service.latest.pendingDevices).toBe(0);
@@ -76,10 +79,7 @@ describe.each(BACKENDS)('device latest state on %s', (backend) => {
     } finally {
       await sql`ALTER TABLE device_latest_away RENAME TO device_latest`.execute(service.storage.db);
     }
-    const latest = await until(
-      () => latestOf('l-2'),
-      (l) => l.power_w === 2_222,
-    );
+    const latest = await latestWhen('l-2', (l) => l.power_w === 2_222);
     expect(latest.ts.getTime()).toBe(t0 + 5_000);
     expect(service.latest.lagSeconds()).toBe(0);
   });
