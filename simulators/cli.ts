@@ -2,7 +2,7 @@
 /** Runs a scenario's site agents against a hashwatt service. `node simulators/cli.ts --help`. */
 import { parseArgs } from 'node:util';
 import { ProvisionError, provisionSites } from './agent/provision.ts';
-import { startFleet } from './fleet.ts';
+import { describeUnacknowledged, startFleet } from './fleet.ts';
 import { listScenarios, loadScenario, ScenarioError, type ScenarioOverrides } from './scenario.ts';
 import { formatStatusLine, formatSummary } from './status.ts';
 
@@ -35,11 +35,14 @@ Service
 Output
   --quiet               no live status line, only the final summary
   --json                print the final counters as JSON instead of the table
-  --flush-ms N          on stop, keep delivering buffered readings for N ms (default 5000)
+  --flush-ms N          when the duration is over or on Ctrl-C, keep delivering buffered readings
+                        for up to N ms (default 10000)
   --list                list shipped scenarios and exit
   -h, --help            this help
 
-Exit status: 0 when done, 1 when nothing could be delivered or on an error, 2 on bad usage.`;
+Exit status: 0 when every reading generated was acknowledged (or refused by the service), 1 when
+readings were left unacknowledged (still buffered after the flush, or dropped) or on an error,
+2 on bad usage.`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`simulate: ${message}\n`);
@@ -147,6 +150,8 @@ async function main(): Promise<void> {
     process.stderr.write(`provisioned ${missing.length} site(s): ${missing.join(', ')}\n`);
   }
 
+  const flushMs = parseNumber('flush-ms', v['flush-ms']) ?? 10_000;
+  if (flushMs < 0) fail('--flush-ms must be >= 0');
   const live = !v.quiet && !v.json;
   const tty = process.stderr.isTTY === true;
   let lastPrinted = 0;
@@ -157,6 +162,7 @@ async function main(): Promise<void> {
     seed: parseNumber('seed', v.seed) ?? 1,
     startMs,
     speed: parseNumber('speed', v.speed),
+    drainMs: flushMs,
     ...(live && {
       onStatus: (status) => {
         const line = formatStatusLine(status);
@@ -169,12 +175,10 @@ async function main(): Promise<void> {
       },
     }),
   });
-  const startedAt = performance.now();
   process.stderr.write(
     `simulating "${scenario.name}": ${scenario.sites.length} site(s) → ${url}${scenario.duration_s > 0 ? ` for ${scenario.duration_s} s` : ' until Ctrl-C'}\n`,
   );
 
-  const flushMs = parseNumber('flush-ms', v['flush-ms']) ?? 5000;
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
@@ -189,7 +193,8 @@ async function main(): Promise<void> {
 
   const final = await fleet.done;
   if (tty && live) process.stderr.write('\n');
-  const elapsedMs = performance.now() - startedAt;
+  // The fleet's clock starts before its generators, so a run reports at least the duration asked.
+  const elapsedMs = fleet.status().elapsedMs;
   if (v.json) {
     process.stdout.write(
       `${JSON.stringify({ scenario: scenario.name, elapsed_ms: Math.round(elapsedMs), target_per_s: scenario.rate_per_s ?? null, offered_per_s: Math.round((final.total.generated * 1000) / elapsedMs), ...final })}\n`,
@@ -200,7 +205,10 @@ async function main(): Promise<void> {
     for (const [site, error] of Object.entries(errors))
       process.stdout.write(`last error at ${site}: ${error}\n`);
   }
-  process.exitCode = final.total.generated > 0 && final.total.acknowledged === 0 ? 1 : 0;
+  const unacknowledged = describeUnacknowledged(final.total, flushMs);
+  if (unacknowledged) process.stderr.write(`simulate: ${unacknowledged}\n`);
+  const nothingDelivered = final.total.generated > 0 && final.total.acknowledged === 0;
+  process.exitCode = unacknowledged || nothingDelivered ? 1 : 0;
 }
 
 main().catch((err: unknown) => {

@@ -113,6 +113,8 @@ class PhysicsGenerator implements Generator {
   readonly #fired = new Set<Fault>();
   readonly #tickWallMs: number;
   readonly #ticks: number;
+  /** Wall ms of the whole run: the last tick comes one interval before its end. */
+  readonly #durationWallMs: number;
   readonly #speed: number;
   readonly #trackAcks: boolean;
   readonly #done = deferred();
@@ -130,6 +132,7 @@ class PhysicsGenerator implements Generator {
       scenario.duration_s > 0
         ? Math.ceil(scenario.duration_s / scenario.interval_s)
         : Number.POSITIVE_INFINITY;
+    this.#durationWallMs = (scenario.duration_s * 1000) / speed;
     this.#trackAcks = trackAcks;
   }
 
@@ -157,11 +160,24 @@ class PhysicsGenerator implements Generator {
     while (this.#sim.nextTick <= due && this.#sim.nextTick < this.#ticks && budget-- > 0) this.#tick();
     this.#agent.pump();
     if (this.#sim.nextTick >= this.#ticks) {
-      this.#done.resolve();
+      // The last reading is stamped one interval before the end (90 s at 10 s: the last at 80 s);
+      // the run still lasts the duration asked, so its readings are spread over all of it.
+      this.#finishAt(this.#wallStart + this.#durationWallMs);
       return;
     }
     const wait = this.#wallStart + this.#sim.nextTick * this.#tickWallMs - performance.now();
     this.#timer = setTimeout(() => this.#run(), Math.max(0, wait));
+  }
+
+  /** Resolves `finished` once performance.now() has reached `endMs`; timers may fire a little early. */
+  #finishAt(endMs: number): void {
+    const left = endMs - performance.now();
+    if (left <= 0) {
+      this.#timer = null;
+      this.#done.resolve();
+      return;
+    }
+    this.#timer = setTimeout(() => this.#finishAt(endMs), Math.ceil(left));
   }
 
   #tick(): void {
@@ -257,6 +273,20 @@ class LoadSiteGenerator implements Generator {
       this.#done.resolve();
     }
   }
+}
+
+/**
+ * Why a run that has ended must not pass for a clean one, or null: readings still buffered after
+ * the drain, or evicted from a full buffer, were never acknowledged and are lost to the service.
+ */
+export function describeUnacknowledged(total: DeliveryCounters, drainMs: number): string | null {
+  if (total.buffered === 0 && total.dropped === 0) return null;
+  const n = (x: number) => x.toLocaleString('en-US');
+  const parts = [
+    ...(total.buffered > 0 ? [`${n(total.buffered)} still buffered after the ${n(drainMs)} ms drain`] : []),
+    ...(total.dropped > 0 ? [`${n(total.dropped)} dropped from a full buffer`] : []),
+  ];
+  return `${n(total.buffered + total.dropped)} of ${n(total.generated)} readings were never acknowledged (${parts.join(', ')}): the service did not keep up with the offered rate, or could not be reached`;
 }
 
 /**

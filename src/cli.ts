@@ -1,4 +1,11 @@
 import { parseArgs } from 'node:util';
+import {
+  type AlertSummary,
+  formatAlerts,
+  formatSites,
+  parseSiteRef,
+  type SiteSummary,
+} from './cli-format.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { openDatabase } from './storage/database.ts';
@@ -9,14 +16,19 @@ const USAGE = `hashwatt — telemetry ingest and monitoring for mining and AI si
 Usage:
   hashwatt serve                                   run the service (same as npm start)
   hashwatt migrate                                 apply pending database migrations and exit
-  hashwatt sites list
+  hashwatt sites list [--json]
   hashwatt sites create --name NAME --kind mining|ai|mixed --capacity-kw KW [--region R] [--timezone TZ]
-  hashwatt sites show ID
-  hashwatt sites update ID [--capacity-kw KW] [--name NAME] [--kind K] [--region R] [--timezone TZ]
-  hashwatt sites rotate-token ID
-  hashwatt sites delete ID [--purge]
+                        [--token-only]             print only the ingest token (for $(...))
+  hashwatt sites show SITE
+  hashwatt sites update SITE [--capacity-kw KW] [--name NAME] [--kind K] [--region R] [--timezone TZ]
+  hashwatt sites rotate-token SITE [--token-only]
+  hashwatt sites delete SITE [--purge]           --purge also deletes its devices and readings
+  hashwatt alerts [--state firing|pending|resolved|all] [--site SITE] [--json]
+                                                   alerts of the built-in engine (default: firing)
 
-Site commands call the admin API:
+SITE is a site's id or its name.
+
+Site and alert commands call the admin API:
   --url URL            the service (default $HASHWATT_URL or http://localhost:8080)
   --admin-token TOKEN  default $HASHWATT_ADMIN_TOKEN
 `;
@@ -32,6 +44,10 @@ const { values, positionals } = parseArgs({
     region: { type: 'string' },
     timezone: { type: 'string' },
     purge: { type: 'boolean' },
+    'token-only': { type: 'boolean' },
+    json: { type: 'boolean' },
+    state: { type: 'string' },
+    site: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -47,6 +63,17 @@ function config() {
   } catch (error) {
     if (error instanceof ConfigError) fail(error.message);
     throw error;
+  }
+}
+
+/** An error answer of the admin API, so a command can say it in its own words. */
+class ApiError extends Error {
+  readonly status: number;
+  readonly code: string | undefined;
+  constructor(status: number, code: string | undefined, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
   }
 }
 
@@ -68,12 +95,32 @@ async function admin(method: string, path: string, body?: unknown): Promise<unkn
     fail(`cannot reach ${url}: ${(error as Error).cause ?? (error as Error).message}`);
   }
   const text = await response.text();
-  const parsed: unknown = text ? JSON.parse(text) : null;
+  let parsed: unknown = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    // Not hashwatt answering (a proxy's HTML page, say): the status and the text say what it was.
+  }
   if (!response.ok) {
     const e = (parsed as { error?: { code?: string; message?: string } } | null)?.error;
-    fail(`${response.status} ${e?.code ?? ''}: ${e?.message ?? text}`);
+    throw new ApiError(
+      response.status,
+      e?.code,
+      `${response.status} ${e?.code ?? ''}: ${e?.message ?? text}`,
+    );
   }
   return parsed;
+}
+
+/** The API path of a site named by id or name; a name is looked up in the site list. */
+async function sitePath(arg: string | undefined, command: string): Promise<string> {
+  if (arg === undefined) fail(`${command} needs a site id or name`);
+  const ref = parseSiteRef(arg);
+  if ('id' in ref) return `/api/v1/sites/${ref.id}`;
+  const { sites } = (await admin('GET', '/api/v1/sites')) as { sites: SiteSummary[] };
+  const site = sites.find((s) => s.name === ref.name);
+  if (!site) fail(`no site named "${ref.name}" (hashwatt sites list shows them)`);
+  return `/api/v1/sites/${site.id}`;
 }
 
 function siteFields(): Record<string, unknown> {
@@ -91,55 +138,94 @@ function siteFields(): Record<string, unknown> {
 }
 
 const print = (value: unknown) => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+const ALERT_STATES = ['firing', 'pending', 'resolved', 'all'];
 
-const [command, sub, id] = positionals;
-if (values.help || !command) {
-  process.stdout.write(USAGE);
-} else if (command === 'serve') {
-  await import('./main.ts');
-} else if (command === 'migrate') {
-  const c = config();
-  const storage = await openDatabase({
-    databaseUrl: c.databaseUrl,
-    dataDir: c.dataDir,
-    logger: createLogger('warn'),
-  });
-  const applied = await migrateToLatest(storage.db);
-  await storage.close();
-  process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
-} else if (command === 'sites') {
-  const needId = () => id ?? fail(`sites ${sub} needs a site id`);
-  switch (sub) {
-    case 'list':
-      print(await admin('GET', '/api/v1/sites'));
-      break;
-    case 'create': {
-      const created = (await admin('POST', '/api/v1/sites', siteFields())) as {
-        site: unknown;
-        token: string;
-      };
-      print(created.site);
-      process.stdout.write(`\ningest token (shown only this once; store it now):\n${created.token}\n`);
-      break;
+async function run(command: string | undefined, sub: string | undefined, arg: string | undefined) {
+  if (values.help || !command) {
+    process.stdout.write(USAGE);
+  } else if (command === 'serve') {
+    await import('./main.ts');
+  } else if (command === 'migrate') {
+    const c = config();
+    const storage = await openDatabase({
+      databaseUrl: c.databaseUrl,
+      dataDir: c.dataDir,
+      logger: createLogger('warn'),
+    });
+    const applied = await migrateToLatest(storage.db);
+    await storage.close();
+    process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
+  } else if (command === 'alerts') {
+    const state = values.state ?? 'firing';
+    if (!ALERT_STATES.includes(state)) fail(`--state must be one of ${ALERT_STATES.join(', ')}`);
+    const query = new URLSearchParams({
+      ...(state !== 'all' && { state }),
+      ...(values.site !== undefined && { site: values.site }),
+    });
+    const { alerts } = (await admin('GET', `/api/v1/alerts?${query}`)) as { alerts: AlertSummary[] };
+    if (values.json) print(alerts);
+    else process.stdout.write(`${formatAlerts(alerts, state)}\n`);
+  } else if (command === 'sites') {
+    const siteCommand = `sites ${sub}`;
+    switch (sub) {
+      case 'list': {
+        const { sites } = (await admin('GET', '/api/v1/sites')) as { sites: SiteSummary[] };
+        if (values.json) print(sites);
+        else process.stdout.write(`${formatSites(sites)}\n`);
+        break;
+      }
+      case 'create': {
+        const created = (await admin('POST', '/api/v1/sites', siteFields())) as {
+          site: unknown;
+          token: string;
+        };
+        if (values['token-only']) {
+          process.stdout.write(`${created.token}\n`);
+          break;
+        }
+        print(created.site);
+        process.stdout.write(`\ningest token (shown only this once; store it now):\n${created.token}\n`);
+        break;
+      }
+      case 'show':
+        print(await admin('GET', await sitePath(arg, siteCommand)));
+        break;
+      case 'update':
+        print(await admin('PATCH', await sitePath(arg, siteCommand), siteFields()));
+        break;
+      case 'rotate-token': {
+        const { token } = (await admin('POST', `${await sitePath(arg, siteCommand)}/token`)) as {
+          token: string;
+        };
+        if (values['token-only']) process.stdout.write(`${token}\n`);
+        else process.stdout.write(`new ingest token (the old one no longer works):\n${token}\n`);
+        break;
+      }
+      case 'delete': {
+        const path = await sitePath(arg, siteCommand);
+        try {
+          await admin('DELETE', `${path}${values.purge ? '?purge=true' : ''}`);
+        } catch (error) {
+          // The API's own hint names its query parameter; on the command line it is a flag.
+          if (error instanceof ApiError && error.code === 'site_has_data')
+            fail(
+              `site ${arg} has devices or readings; to delete them with it: hashwatt sites delete ${arg} --purge`,
+            );
+          throw error;
+        }
+        process.stdout.write('deleted\n');
+        break;
+      }
+      default:
+        fail(`unknown command "sites ${sub ?? ''}"\n\n${USAGE}`);
     }
-    case 'show':
-      print(await admin('GET', `/api/v1/sites/${needId()}`));
-      break;
-    case 'update':
-      print(await admin('PATCH', `/api/v1/sites/${needId()}`, siteFields()));
-      break;
-    case 'rotate-token': {
-      const { token } = (await admin('POST', `/api/v1/sites/${needId()}/token`)) as { token: string };
-      process.stdout.write(`new ingest token (the old one no longer works):\n${token}\n`);
-      break;
-    }
-    case 'delete':
-      await admin('DELETE', `/api/v1/sites/${needId()}${values.purge ? '?purge=true' : ''}`);
-      process.stdout.write('deleted\n');
-      break;
-    default:
-      fail(`unknown command "sites ${sub ?? ''}"\n\n${USAGE}`);
+  } else {
+    fail(`unknown command "${command}"\n\n${USAGE}`);
   }
-} else {
-  fail(`unknown command "${command}"\n\n${USAGE}`);
 }
+
+const [command, sub, arg] = positionals;
+await run(command, command === 'alerts' ? undefined : sub, arg).catch((error: unknown) => {
+  if (error instanceof ApiError) fail(error.message);
+  throw error;
+});

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from './config.ts';
+import { ConfigError, parseConfig, redactValue } from './config.ts';
 
 describe('parseConfig', () => {
   it('applies defaults to an empty environment, embedded database included', () => {
@@ -37,4 +37,76 @@ describe('parseConfig', () => {
     );
     expect(lines.some((l) => l.includes('HASHWATT_ADMIN_TOKEN') && l.includes('at least 16'))).toBe(true);
   });
+
+  it('never echoes a password or a token in an error', () => {
+    const message = errorOf({
+      DATABASE_URL: 'mysql://user:s3cr3tpass@x',
+      HASHWATT_WEBHOOK_URLS: 'https://ok.example, ftp://hook:p@ss@hooks.example/x',
+      HASHWATT_ADMIN_TOKEN: 'short-secret',
+      HASHWATT_METRICS_TOKEN: 'tiny-secret',
+    });
+    for (const secret of ['s3cr3tpass', 'p@ss', 'ss@hooks', 'short-secret', 'tiny-secret'])
+      expect(message).not.toContain(secret);
+    expect(message).toContain('invalid DATABASE_URL="mysql://***@x"');
+    expect(message).toContain('ftp://***@hooks.example/…');
+    expect(message).toContain(
+      'invalid HASHWATT_ADMIN_TOKEN (12 characters, not shown): expected at least 16',
+    );
+  });
+
+  it('shows of every URL in a value only its scheme, host and port', () => {
+    expect(redactValue('HASHWATT_WEBHOOK_URLS', 'http://a:1@x,http://y:8080/p,https://b:c@z')).toBe(
+      '"http://***@x,http://y:8080/…,https://***@z"',
+    );
+    // A password may hold "/", "?" or "#"; everything up to the last "@" is user info.
+    expect(redactValue('DATABASE_URL', 'mysql://u:pa/ss@x')).toBe('"mysql://***@x"');
+    expect(redactValue('DATABASE_URL', 'mysql://u:pa?s#s@x:5432/db')).toBe('"mysql://***@x:5432/…"');
+    // A webhook's path is often its secret (Slack, Discord): never shown.
+    const hook = 'https://hooks.slack.com/services/T000/B000/XXXXSECRETXXXX';
+    expect(redactValue('HASHWATT_WEBHOOK_URLS', hook)).toBe('"https://hooks.slack.com/…"');
+    expect(redactValue('DATABASE_URL', 'postgres://host/')).toBe('"postgres://host/"');
+    expect(redactValue('HOST', 'not a url')).toBe('"not a url"');
+  });
+
+  it("says what was expected in plain words, not in zod's", () => {
+    const message = errorOf({
+      PORT: 'eighty',
+      HASHWATT_RETENTION_DAYS: '1.5',
+      LOG_LEVEL: 'loud',
+      HASHWATT_ALERT_INTERVAL_S: '-3',
+      HASHWATT_ALERT_THRESHOLDS: '{"site_down_after_s":"soon","bogus":1}',
+    });
+    expect(message).not.toMatch(/Invalid input|NaN|received|Unrecognized|expected expected/);
+    const lines = message.split('\n');
+    expect(lines).toContain('invalid PORT="eighty": expected a whole number from 0 to 65535');
+    expect(lines).toContain('invalid HASHWATT_RETENTION_DAYS="1.5": expected a whole number from 1 to 3650');
+    expect(lines).toContain(
+      'invalid LOG_LEVEL="loud": expected one of fatal, error, warn, info, debug, trace, silent',
+    );
+    expect(lines).toContain(
+      'invalid HASHWATT_ALERT_INTERVAL_S="-3": expected a number of seconds greater than 0',
+    );
+    expect(lines.some((l) => l.endsWith(': site_down_after_s: expected a number'))).toBe(true);
+    expect(lines.some((l) => l.endsWith(': unknown name "bogus"'))).toBe(true);
+  });
+
+  it('takes an optional metrics token of at least 16 characters', () => {
+    expect(parseConfig({}).metricsToken).toBeUndefined();
+    expect(parseConfig({ HASHWATT_METRICS_TOKEN: 'scrape-token-0123456789' }).metricsToken).toBe(
+      'scrape-token-0123456789',
+    );
+    expect(errorOf({ HASHWATT_METRICS_TOKEN: 'short' })).toMatch(
+      /^invalid HASHWATT_METRICS_TOKEN .*at least 16/,
+    );
+  });
 });
+
+function errorOf(env: Record<string, string>): string {
+  try {
+    parseConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.message;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}

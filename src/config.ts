@@ -1,24 +1,46 @@
 import { z } from 'zod';
 import { DEFAULT_THRESHOLDS, type Thresholds, ThresholdsSchema } from './fleet/thresholds.ts';
 
-const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
+/** Messages written here, in plain words; any other message is zod's own and is reworded. */
+const PLAIN = new Set<string>();
+const plain = (message: string) => {
+  PLAIN.add(message);
+  return message;
+};
+
+/** A whole number in [min, max]; the message says so in plain words, whatever was wrong. */
+const integer = (min: number, max?: number) => {
+  const error = plain(
+    max === undefined ? `a whole number, at least ${min}` : `a whole number from ${min} to ${max}`,
+  );
+  const n = z.coerce.number({ error }).int({ error }).min(min, { error });
+  return max === undefined ? n : n.max(max, { error });
+};
+const seconds = (fallback: number) => {
+  const error = plain('a number of seconds greater than 0');
+  return z.coerce.number({ error }).positive({ error }).default(fallback);
+};
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const bearerToken = () => z.string().min(16, plain('at least 16 characters')).optional();
 
 /** Every environment variable hashwatt reads. No other file reads `process.env`. */
 const ConfigSchema = z.object({
-  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  PORT: integer(0, 65535).default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),
   DATABASE_URL: z
     .string()
-    .regex(/^postgres(ql)?:\/\//, 'a postgres:// or postgresql:// URL')
+    .regex(/^postgres(ql)?:\/\//, plain('a postgres:// or postgresql:// URL'))
     .optional(),
   HASHWATT_DATA_DIR: z.string().min(1).default('./data'),
-  HASHWATT_ADMIN_TOKEN: z.string().min(16, 'at least 16 characters').optional(),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HASHWATT_ADMIN_TOKEN: bearerToken(),
+  /** Unset: /metrics is open, the Prometheus convention; set: scrapes need `Authorization: Bearer`. */
+  HASHWATT_METRICS_TOKEN: bearerToken(),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: plain(`one of ${LOG_LEVELS.join(', ')}`) }).default('info'),
   /** Raw readings older than this are rejected at ingest and their partitions dropped. */
-  HASHWATT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
-  HASHWATT_PARTITIONS_AHEAD_DAYS: z.coerce.number().int().min(1).max(30).default(2),
-  HASHWATT_MAX_DEVICES_PER_SITE: z.coerce.number().int().positive().default(100_000),
-  HASHWATT_DB_POOL_SIZE: z.coerce.number().int().min(2).max(100).default(10),
+  HASHWATT_RETENTION_DAYS: integer(1, 3650).default(30),
+  HASHWATT_PARTITIONS_AHEAD_DAYS: integer(1, 30).default(2),
+  HASHWATT_MAX_DEVICES_PER_SITE: integer(1).default(100_000),
+  HASHWATT_DB_POOL_SIZE: integer(2, 100).default(10),
   HASHWATT_DB_STATEMENT_TIMEOUT_S: seconds(30),
   HASHWATT_SHUTDOWN_TIMEOUT_S: seconds(25),
   /** Global alert thresholds as JSON, e.g. {"site_down_after_s":90}; names as in the sites API. */
@@ -28,7 +50,7 @@ const ConfigSchema = z.object({
       try {
         return JSON.parse(text) as unknown;
       } catch {
-        ctx.addIssue({ code: 'custom', message: 'a JSON object of thresholds' });
+        ctx.addIssue({ code: 'custom', message: plain('a JSON object of thresholds') });
         return z.NEVER;
       }
     })
@@ -40,9 +62,9 @@ const ConfigSchema = z.object({
   /** Comma-separated webhook URLs that receive every firing and resolution as JSON. */
   HASHWATT_WEBHOOK_URLS: urlList(),
   /** Per-device metric series for sites with at most this many devices (0: off). */
-  HASHWATT_METRICS_PER_DEVICE_MAX: z.coerce.number().int().min(0).max(10_000).default(0),
+  HASHWATT_METRICS_PER_DEVICE_MAX: integer(0, 10_000).default(0),
   /** How far V8 lets the heap grow past live data between collections, in % (0: V8's own choice). */
-  HASHWATT_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(400).default(50),
+  HASHWATT_HEAP_GROWING_PERCENT: integer(0, 400).default(50),
 });
 
 function urlList() {
@@ -54,7 +76,7 @@ function urlList() {
         .map((u) => u.trim())
         .filter(Boolean),
     )
-    .pipe(z.array(z.url({ protocol: /^https?$/, error: 'comma-separated http(s) URLs' })))
+    .pipe(z.array(z.url({ protocol: /^https?$/, error: plain('comma-separated http(s) URLs') })))
     .default([]);
 }
 
@@ -65,7 +87,9 @@ export type Config = Readonly<{
   databaseUrl: string | undefined;
   dataDir: string;
   adminToken: string | undefined;
-  logLevel: z.infer<typeof ConfigSchema>['LOG_LEVEL'];
+  /** Bearer token /metrics asks for; unset: /metrics is open. */
+  metricsToken: string | undefined;
+  logLevel: (typeof LOG_LEVELS)[number];
   retentionDays: number;
   partitionsAheadDays: number;
   maxDevicesPerSite: number;
@@ -85,6 +109,52 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** Variables whose value is a secret in full: a bad one is described, never echoed. */
+const SECRET_NAME = /TOKEN|SECRET|PASSWORD|KEY/i;
+
+/**
+ * A variable's value as an error message may show it. Of every URL in it (lists of URLs included)
+ * only the scheme, host and port are shown: the user info becomes `***@` (a password may hold `@`,
+ * `/`, `?` or `#`, so everything up to the last `@` goes) and a path or query becomes `/…` (a
+ * webhook's path is often its secret). Secret variables show only their length. Error output ends
+ * up in terminals, CI logs and log shippers.
+ */
+export function redactValue(name: string, value: string): string {
+  if (SECRET_NAME.test(name)) return `(${value.length} characters, not shown)`;
+  return JSON.stringify(
+    value.replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s,]*)/gi, (_m, scheme: string, rest: string) =>
+      redactUrlRest(scheme, rest),
+    ),
+  );
+}
+
+function redactUrlRest(scheme: string, rest: string): string {
+  const at = rest.lastIndexOf('@');
+  const afterUser = at >= 0 ? rest.slice(at + 1) : rest;
+  const hostEnd = afterUser.search(/[/?#]/);
+  const host = hostEnd >= 0 ? afterUser.slice(0, hostEnd) : afterUser;
+  const tail = hostEnd >= 0 && afterUser.length > hostEnd + 1 ? '/…' : hostEnd >= 0 ? '/' : '';
+  return `${scheme}${at >= 0 ? '***@' : ''}${host}${tail}`;
+}
+
+/** One zod issue in plain words ("expected ..."), for the messages zod writes itself (nested fields). */
+export function describeIssue(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      return `expected ${issue.expected === 'int' ? 'a whole number' : `${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`}`;
+    case 'too_small':
+      return `expected ${issue.origin === 'string' ? `at least ${issue.minimum} characters` : `${issue.inclusive ? 'at least' : 'more than'} ${issue.minimum}`}`;
+    case 'too_big':
+      return `expected ${issue.origin === 'string' ? `at most ${issue.maximum} characters` : `${issue.inclusive ? 'at most' : 'less than'} ${issue.maximum}`}`;
+    case 'unrecognized_keys':
+      return `unknown ${issue.keys.length > 1 ? 'names' : 'name'} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+    case 'invalid_value':
+      return `expected one of ${issue.values.map(String).join(', ')}`;
+    default:
+      return `expected ${issue.message}`;
+  }
+}
+
 /** Parses the environment once; throws ConfigError with one line per bad variable. */
 export function parseConfig(env: Record<string, string | undefined>): Config {
   // An empty variable means "not set": `FOO= npm start` should fall back to the default.
@@ -93,8 +163,14 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? 'environment');
-      const inner = issue.path.slice(1).join('.');
-      return `invalid ${name}=${JSON.stringify(env[name] ?? '')}: ${inner ? `${inner}: ` : 'expected '}${issue.message}`;
+      // A field inside a JSON variable is named; an index into a URL list adds nothing.
+      const inner = issue.path
+        .slice(1)
+        .filter((p) => typeof p === 'string')
+        .join('.');
+      const expected = PLAIN.has(issue.message) ? `expected ${issue.message}` : describeIssue(issue);
+      const value = redactValue(name, env[name] ?? '');
+      return `invalid ${name}${SECRET_NAME.test(name) ? ' ' : '='}${value}: ${inner ? `${inner}: ` : ''}${expected}`;
     });
     throw new ConfigError(lines.join('\n'));
   }
@@ -105,6 +181,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     databaseUrl: e.DATABASE_URL,
     dataDir: e.HASHWATT_DATA_DIR,
     adminToken: e.HASHWATT_ADMIN_TOKEN,
+    metricsToken: e.HASHWATT_METRICS_TOKEN,
     logLevel: e.LOG_LEVEL,
     retentionDays: e.HASHWATT_RETENTION_DAYS,
     partitionsAheadDays: e.HASHWATT_PARTITIONS_AHEAD_DAYS,

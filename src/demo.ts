@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
+import { describeUnacknowledged } from '../simulators/fleet.ts';
 import {
   formatStatusLine,
   formatSummary,
@@ -10,6 +11,7 @@ import {
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { startService } from './service.ts';
+import { describeListenError } from './startup-errors.ts';
 
 // `npm run demo`: hashwatt on the embedded default plus the demo scenario's three site agents,
 // in one process, so a newcomer sees data flow with nothing else installed or running.
@@ -42,7 +44,16 @@ try {
 }
 const adminToken = config.adminToken ?? `demo-${randomBytes(12).toString('hex')}`;
 const logger = createLogger(process.env.LOG_LEVEL ? config.logLevel : 'warn');
-const service = await startService({ ...config, adminToken }, logger);
+const service = await startService({ ...config, adminToken }, logger).catch((error: unknown) => {
+  const problem = describeListenError(error, {
+    host: config.host,
+    port: config.port,
+    command: 'npm run demo',
+  });
+  if (problem === null) throw error;
+  process.stderr.write(`hashwatt demo: ${problem}\n`);
+  process.exit(1);
+});
 
 const scenario = loadScenario(values.scenario, {
   ...(values.scale && { scale: Number(values.scale) }),
@@ -64,6 +75,8 @@ Ctrl-C stops the agents, flushes what they hold, and stops hashwatt.
 
 `);
 
+/** What the agents still hold when the demo stops gets this long to be acknowledged. */
+const FLUSH_MS = 5_000;
 const live = out.isTTY;
 let lastLine = 0;
 const fleet = startFleet({
@@ -71,6 +84,7 @@ const fleet = startFleet({
   url: service.url,
   tokens,
   seed: 1,
+  drainMs: FLUSH_MS,
   onStatus: (status) => {
     const line = `${formatStatusLine(status)}  ack ${Math.round(status.acknowledgedPerS)}/s`;
     if (live) out.write(`\r\x1b[2K${line}`);
@@ -85,10 +99,12 @@ let stopping = false;
 async function stop(code: number): Promise<never> {
   stopping = true;
   if (live) out.write('\n');
-  const final = await fleet.stop({ flushMs: 3_000 });
+  const final = await fleet.stop({ flushMs: FLUSH_MS });
   await service.stop();
   out.write(`\n${formatSummary(final, fleet.status().elapsedMs, null)}\n`);
-  process.exit(code);
+  const unacknowledged = describeUnacknowledged(final.total, FLUSH_MS);
+  if (unacknowledged) process.stderr.write(`hashwatt demo: ${unacknowledged}\n`);
+  process.exit(unacknowledged && code === 0 ? 1 : code);
 }
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {

@@ -7,6 +7,8 @@ export const ERROR_STATUS = {
   invalid_body: 400,
   invalid_encoding: 400,
   invalid_query: 400,
+  /** A value the database refused (caught behind edge validation): bad input, never a fault. */
+  invalid_value: 400,
   unauthorized: 401,
   not_found: 404,
   site_exists: 409,
@@ -15,6 +17,11 @@ export const ERROR_STATUS = {
   too_many_readings: 413,
   unsupported_media_type: 415,
   overloaded: 429,
+  /**
+   * The client aborted or half-closed its upload (nginx's 499): counted apart from server faults.
+   * The answer never reaches the client; the metric and the log carry it.
+   */
+  client_closed_request: 499,
   database_unavailable: 503,
   shutting_down: 503,
   internal: 500,

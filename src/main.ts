@@ -2,6 +2,7 @@ import { setFlagsFromString } from 'node:v8';
 import { ConfigError, loadConfig } from './config.ts';
 import { createLogger } from './log.ts';
 import { startService } from './service.ts';
+import { describeListenError } from './startup-errors.ts';
 
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -22,7 +23,9 @@ if (config.heapGrowingPercent > 0) setFlagsFromString(`--heap-growing-percent=${
 
 const logger = createLogger(config.logLevel);
 const service = await startService(config, logger).catch((error: unknown) => {
-  logger.fatal({ err: error }, 'hashwatt failed to start');
+  const problem = describeListenError(error, { host: config.host, port: config.port, command: 'npm start' });
+  if (problem) process.stderr.write(`hashwatt: ${problem}\n`);
+  else logger.fatal({ err: error }, 'hashwatt failed to start');
   process.exit(1);
 });
 

@@ -35,6 +35,8 @@ export interface ServiceTuning {
 
 export interface RunningService {
   readonly url: string;
+  /** The HTTP app as served: tests walk its registered routes and call it in-process. */
+  readonly app: ReturnType<typeof createApp>;
   readonly storage: Storage;
   readonly server: Server;
   readonly fleet: FleetReader;
@@ -172,6 +174,7 @@ export async function startService(
     pipeline,
     logger,
     adminToken: config.adminToken,
+    metricsToken: config.metricsToken,
     authenticateSite,
     readiness,
     thresholdDefaults: config.thresholds,
@@ -191,10 +194,19 @@ export async function startService(
   streams.attach(server);
   // Node's default keep-alive (5 s) is shorter than many agents' push interval; keep sockets warm.
   server.keepAliveTimeout = 65_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  } catch (error) {
+    // A port in use: the caller says so and exits; close what is open so PGlite shuts down cleanly.
+    clearInterval(maintenance);
+    fleet.stop();
+    await latest.close();
+    await storage.close();
+    throw error;
+  }
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -206,6 +218,7 @@ export async function startService(
 
   return {
     url,
+    app,
     storage,
     server,
     fleet,

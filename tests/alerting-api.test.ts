@@ -172,7 +172,11 @@ describe.each(BACKENDS)('alert lifecycle and API on %s', (backend) => {
       ['/api/v1/alerts?site=nowhere', 404, 'not_found', 'site'],
       [`/api/v1/sites/${alpha.site.id}/alerts?state=x`, 400, 'invalid_query', 'state'],
       ['/api/v1/sites/99999/alerts', 404, 'not_found', undefined],
-      ['/api/v1/sites/abc/alerts', 404, 'not_found', undefined],
+      ['/api/v1/sites/abc/alerts', 404, 'not_found', 'id'],
+      ['/api/v1/sites/2147483648/alerts', 404, 'not_found', 'id'],
+      [`/api/v1/sites/${alpha.site.id}.0/alerts`, 404, 'not_found', 'id'],
+      ['/api/v1/alerts?site=%00', 400, 'invalid_query', 'site'],
+      ['/api/v1/alerts?limit=1e2', 400, 'invalid_query', 'limit'],
     ];
     for (const [path, status, code, field] of cases) {
       const response = await adminRequest(service.url, 'GET', path);

@@ -1,5 +1,7 @@
+import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../src/alerting/testing.ts';
 import type { RunningService } from '../src/service.ts';
 import { countReadings } from '../src/storage/readings.ts';
 import { BACKENDS, createTestDatabase, type TestDatabase } from './support/databases.ts';
@@ -162,6 +164,91 @@ describe.each(BACKENDS)('HTTP ingest on %s', (backend) => {
     const response = await postReadings(base, alpha.token, bomb, { headers: { 'content-encoding': 'gzip' } });
     expect(response.status).toBe(413);
     expect(response.body.error?.message).toMatch(/decompressed/);
+  });
+
+  it('refuses a body that is not valid UTF-8 instead of storing U+FFFD in a name', async () => {
+    const before = await countReadings(service.storage.db);
+    const body = Buffer.concat([
+      Buffer.from('{"readings":[{"device":"rig-'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from(`","kind":"asic","ts":${t0},"power_w":1}]}`),
+    ]);
+    for (const gzip of [false, true]) {
+      const response = await postReadings(base, alpha.token, body, { gzip });
+      expect(response.status).toBe(400);
+      expect(response.body.error).toMatchObject({ code: 'invalid_encoding' });
+    }
+    expect(await countReadings(service.storage.db)).toBe(before);
+  });
+
+  it('refuses impossible instants and values out of range instead of storing another value', async () => {
+    const response = await postReadings(base, alpha.token, [
+      asicReading('i1', t0, { ts: '2026-11-31T00:00:01Z' }),
+      asicReading('i1', t0, { ts: '2026-11-24T24:00:00Z' }),
+      asicReading('i1', t0, { hashrate_ths: 1e30 }),
+      asicReading('i1', t0, { temp_c: 1e39 }),
+    ]);
+    expect(response.status).toBe(200);
+    expect(response.body.rejected?.map((r) => [r.field, r.code])).toEqual([
+      ['ts', 'invalid_timestamp'],
+      ['ts', 'invalid_timestamp'],
+      ['hashrate_ths', 'out_of_range'],
+      ['temp_c', 'out_of_range'],
+    ]);
+  });
+
+  it('counts an upload the client abandons as 499, not as the database being unavailable', async () => {
+    const counted = async (status: string) => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      const line = text
+        .split('\n')
+        .find((l) => l.startsWith(`hashwatt_ingest_requests_total{transport="http",status="${status}"}`));
+      return line === undefined ? 0 : Number(line.split(' ').at(-1));
+    };
+    const before = { closed: await counted('499'), unavailable: await counted('503') };
+    // Half a body, then one client resets the connection and the other half-closes it.
+    for (const hangUp of ['destroy', 'end'] as const) {
+      await new Promise<void>((resolve, reject) => {
+        const socket = connect(Number(new URL(base).port), '127.0.0.1', () => {
+          socket.write(
+            'POST /api/v1/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+              `Authorization: Bearer ${alpha.token}\r\nContent-Type: application/json\r\n` +
+              'Content-Length: 100000\r\n\r\n{"readings":[',
+            () => {
+              if (hangUp === 'destroy') socket.resetAndDestroy();
+              else socket.end();
+              resolve();
+            },
+          );
+        });
+        socket.on('error', () => {});
+        socket.once('error', reject);
+      });
+    }
+    await waitFor(
+      'both abandoned uploads to be counted',
+      async () => (await counted('499')) >= before.closed + 2,
+    );
+    expect(await counted('503')).toBe(before.unavailable);
+  });
+
+  it('decodes only so many bodies at once: past the process budget a bomb gets 429, not memory', async () => {
+    // Each inflates to just under the per-request limit; 16 at once would hold ~500 MB decoded.
+    const bomb = gzipSync(Buffer.from(`{"readings":[]${' '.repeat(31 * 1024 * 1024)}}`));
+    const answers = await Promise.all(
+      Array.from({ length: 16 }, () =>
+        postReadings(base, alpha.token, bomb, { headers: { 'content-encoding': 'gzip' } }),
+      ),
+    );
+    const statuses = answers.map((a) => a.status);
+    expect(statuses.every((s) => s === 200 || s === 429)).toBe(true);
+    expect(statuses).toContain(429);
+    const refused = answers.find((a) => a.status === 429)!;
+    expect(refused.body.error).toMatchObject({
+      code: 'overloaded',
+      message: expect.stringMatching(/decoded/),
+    });
+    expect(refused.headers.get('retry-after')).not.toBeNull();
   });
 
   it('stops the old token at once when the token is rotated', async () => {

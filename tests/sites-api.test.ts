@@ -156,7 +156,7 @@ describe('sites admin API', () => {
         .status,
     ).toBe(200);
     const listed = await run(process.execPath, ['bin/hashwatt.js', 'sites', 'list'], { env });
-    expect(listed.stdout).toContain('"cli-site"');
+    expect(listed.stdout).toContain('cli-site');
     const failed = await run(process.execPath, ['bin/hashwatt.js', 'sites', 'show', '99999'], { env }).catch(
       (e) => e,
     );

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { alertRoutes } from '../alerting/routes.ts';
 import { HashwattError } from '../errors.ts';
@@ -10,7 +9,9 @@ import { siteRoutes } from '../sites/routes.ts';
 import type { Storage } from '../storage/database.ts';
 import { domainError } from '../storage/errors.ts';
 import { requireAdmin, type SiteAuthenticator } from './auth.ts';
+import { requireBearer } from './bearer.ts';
 import { errorResponse } from './errors.ts';
+import { acceptRequestId } from './request-id.ts';
 
 /** Fields gathered while a request runs and logged once at its end: one wide event per request. */
 export type WideEvent = Record<string, unknown>;
@@ -34,6 +35,8 @@ export interface AppDeps {
   authenticateSite: SiteAuthenticator;
   readiness: () => Promise<Readiness>;
   metrics?: MetricsEndpoint;
+  /** Bearer token /metrics requires; unset, /metrics is open (the Prometheus convention). */
+  metricsToken?: string;
   thresholdDefaults: Thresholds;
   onSiteDeleted?: (siteId: number) => void;
 }
@@ -46,7 +49,8 @@ export function createApp(deps: AppDeps) {
 
   app.use(async (c, next) => {
     const started = performance.now();
-    const requestId = c.req.header('x-request-id') ?? randomUUID();
+    // A client's id is echoed and logged only when it is short and header-safe (src/http/request-id.ts).
+    const requestId = acceptRequestId(c.req.header('x-request-id'));
     const event: WideEvent = {};
     c.set('requestId', requestId);
     c.set('event', event);
@@ -72,11 +76,30 @@ export function createApp(deps: AppDeps) {
   });
 
   app.onError((thrown, c) => {
-    const error = domainError(thrown);
+    // A client gone mid-request (an aborted upload, a closed socket) makes the body stream fail
+    // with ECONNRESET or "aborted", which would otherwise read as the database being down (503) or
+    // as a bug (500); whatever failed after the client left, it is the client's close (499).
+    const error =
+      c.req.raw.signal.aborted && !(thrown instanceof HashwattError)
+        ? new HashwattError(
+            'client_closed_request',
+            'the client closed the connection before it was answered',
+            {},
+            { cause: thrown },
+          )
+        : domainError(thrown);
     if (!(error instanceof HashwattError)) {
       deps.logger.error({ err: error, request_id: c.get('requestId'), path: c.req.path }, 'unhandled error');
     } else {
       Object.assign(c.get('event'), { error: error.code });
+      // A value the database refused reached it past the edge's validation: answered 400, but a
+      // gap in a route's schema to close, so it is logged as one.
+      if (error.code === 'invalid_value' && error.cause !== undefined) {
+        deps.logger.warn(
+          { err: error.cause, request_id: c.get('requestId'), path: c.req.path },
+          'database refused a value the edge let through',
+        );
+      }
     }
     return errorResponse(c, error);
   });
@@ -95,6 +118,7 @@ export function createApp(deps: AppDeps) {
   });
   if (deps.metrics) {
     const metrics = deps.metrics;
+    if (deps.metricsToken) app.use('/metrics', requireBearer(deps.metricsToken, 'metrics'));
     app.get('/metrics', async (c) =>
       c.body(await metrics.render(), 200, { 'content-type': metrics.contentType }),
     );

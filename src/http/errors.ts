@@ -1,4 +1,5 @@
 import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ERROR_STATUS, type ErrorCode, HashwattError } from '../errors.ts';
 import { domainError } from '../storage/errors.ts';
 
@@ -25,5 +26,6 @@ export function errorResponse(c: Context, thrown: unknown): Response {
   };
   if (retryAfterMs !== undefined)
     c.header('Retry-After', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
-  return c.json(body, status);
+  // 499 is outside Hono's list of official statuses; every value of ERROR_STATUS is a real status.
+  return c.json(body, status as ContentfulStatusCode);
 }

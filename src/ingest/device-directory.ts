@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { findDevices, type KnownDevice, registerDevices } from '../storage/devices.ts';
 import type { ReadingRecord } from '../storage/readings.ts';
 import type { Database, DeviceKind } from '../storage/schema.ts';
+import { ConcurrencyLimit } from './concurrency.ts';
 import type { Rejection, ValidReading } from './reading.ts';
 
 /**
@@ -12,10 +13,17 @@ export class DeviceDirectory {
   readonly #db: Kysely<Database>;
   readonly #maxDevicesPerSite: number;
   readonly #bySite = new Map<number, Map<string, KnownDevice>>();
+  /**
+   * Lookups and first-sight registrations that may wait on the database at once; the rest wait
+   * here, so the pool's wait queue stays small however many batches are admitted. Batches whose
+   * devices are all known never wait: the cache answers them.
+   */
+  readonly #lookups: ConcurrencyLimit;
 
-  constructor(db: Kysely<Database>, maxDevicesPerSite: number) {
+  constructor(db: Kysely<Database>, maxDevicesPerSite: number, maxConcurrentLookups = 8) {
     this.#db = db;
     this.#maxDevicesPerSite = maxDevicesPerSite;
+    this.#lookups = new ConcurrencyLimit(maxConcurrentLookups);
   }
 
   /** Drops what is known of a site (after it is deleted). */
@@ -42,7 +50,7 @@ export class DeviceDirectory {
       else if (!seen.kind && r.kind) seen.kind = r.kind;
     }
     const refused = new Map<string, Omit<Rejection, 'index'>>();
-    if (missing.size > 0) await this.#learn(siteId, known, missing, refused);
+    if (missing.size > 0) await this.#lookups.run(() => this.#learn(siteId, known!, missing, refused));
 
     const records: ReadingRecord[] = [];
     const rejected: Rejection[] = [];

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { ERROR_STATUS, HashwattError } from '../errors.ts';
 import type { WideEvent } from '../http/app.ts';
 import { requireSite, type SiteAuthenticator } from '../http/auth.ts';
-import { INGEST_BODY_LIMITS, readJsonBody } from '../http/body.ts';
+import { DECODE_BUDGET, INGEST_BODY_LIMITS, readJsonBody } from '../http/body.ts';
 import { domainError } from '../storage/errors.ts';
 import { batchReadings } from './envelope.ts';
 import type { AuthenticatedSite, IngestPipeline } from './pipeline.ts';
@@ -29,10 +29,16 @@ export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthent
     requireSite(authenticate),
     async (c) => {
       const site = c.get('site');
-      pipeline.admit(Number(c.req.header('content-length') ?? 0));
-      const { value, wireBytes } = await readJsonBody(c.req.raw, INGEST_BODY_LIMITS);
+      pipeline.admit(site, Number(c.req.header('content-length') ?? 0));
+      const { value, decodedBytes } = await readJsonBody(
+        c.req.raw,
+        INGEST_BODY_LIMITS,
+        DECODE_BUDGET,
+        site.id,
+      );
       const readings = batchReadings(value);
-      const result = await pipeline.ingest(site, readings, wireBytes, 'http');
+      // The batch is held as parsed objects, so it is charged to the write queue by its decoded size.
+      const result = await pipeline.ingest(site, readings, decodedBytes, 'http');
       Object.assign(c.get('event'), {
         site: site.name,
         readings: readings.length,

@@ -1,6 +1,7 @@
 import { HashwattError } from '../errors.ts';
 import { domainError } from '../storage/errors.ts';
 import { retentionCutoff } from '../storage/partitions.ts';
+import { type QueueLoad, SiteAdmission, type SiteAdmissionOptions } from './admission.ts';
 import type { DeviceDirectory } from './device-directory.ts';
 import type { LatestStateWriter } from './latest-state.ts';
 import { countSamples, type Rejection, validateReadings } from './reading.ts';
@@ -46,6 +47,8 @@ export interface PipelineOptions {
   retentionDays: number;
   now?: () => number;
   observer?: IngestObserver;
+  /** Each site's share of the write queue under overload (docs/reliability.md). */
+  fairness?: SiteAdmissionOptions;
 }
 
 /**
@@ -53,11 +56,14 @@ export interface PipelineOptions {
  * devices → group commit → latest state → result. Transports only decode and encode.
  */
 export class IngestPipeline {
-  readonly #o: Required<PipelineOptions>;
+  readonly #o: Required<Omit<PipelineOptions, 'fairness'>>;
+  readonly #admission: SiteAdmission;
   #closing = false;
 
   constructor(options: PipelineOptions) {
-    this.#o = { now: Date.now, observer: noopIngestObserver, ...options };
+    const { fairness, ...rest } = options;
+    this.#o = { now: Date.now, observer: noopIngestObserver, ...rest };
+    this.#admission = new SiteAdmission(fairness);
   }
 
   get closing(): boolean {
@@ -70,11 +76,24 @@ export class IngestPipeline {
   }
 
   /**
-   * Refuses a request before it is decoded when the write queue is already full: under overload,
-   * parsing what will be refused anyway would spend the CPU and heap the backlog needs.
+   * Refuses a request before it is decoded when the write queue, or the site's share of it, is
+   * already full: under overload, parsing what will be refused anyway would spend the CPU and heap
+   * the backlog needs.
    */
-  admit(wireBytes: number): void {
-    this.#o.writer.assertRoom(1, wireBytes);
+  admit(site: AuthenticatedSite, wireBytes: number): void {
+    const { writer } = this.#o;
+    this.#admission.assertShare(
+      site.id,
+      { readings: 1, bytes: wireBytes },
+      this.#queueLimits(),
+      writer.depth,
+    );
+    writer.assertRoom(1, wireBytes);
+  }
+
+  /** The writer's bounds, both of which refuse with 429 when full: readings (at its rate) and bytes. */
+  #queueLimits(): QueueLoad {
+    return { readings: this.#o.writer.queueLimit, bytes: this.#o.writer.maxQueuedBytes };
   }
 
   /** Ingests one batch for a site. Throws HashwattError 429/503 when nothing of it was stored. */
@@ -94,7 +113,11 @@ export class IngestPipeline {
       );
     }
     const { writer, directory, retentionDays } = this.#o;
+    // The site's share first: a flooder is refused before it can take the room other sites need.
+    const load = { readings: raw.length, bytes };
+    this.#admission.assertShare(site.id, load, this.#queueLimits(), writer.depth);
     const reservation = writer.reserve(raw.length, bytes);
+    const releaseShare = this.#admission.hold(site.id, load);
     try {
       const nowMs = this.#o.now();
       const checked = validateReadings(raw, { nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) });
@@ -118,6 +141,7 @@ export class IngestPipeline {
       throw domainError(error);
     } finally {
       writer.release(reservation);
+      releaseShare();
     }
   }
 

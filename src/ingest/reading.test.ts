@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   countSamples,
   parsePlainReading,
+  parseRfc3339,
   parseTimestamp,
   ReadingSchema,
   validateReading,
@@ -75,6 +76,12 @@ describe('validateReading', () => {
     [{ ...asic, ts: window.oldestMs - 1 }, 'ts', 'timestamp_too_old'],
     [{ ...asic, ts: Math.floor(NOW / 1000) }, 'ts', 'invalid_timestamp'],
     [{ ...asic, ts: '24/11/2026 10:00' }, 'ts', 'invalid_timestamp'],
+    [{ ...asic, hashrate_ths: 1e30 }, 'hashrate_ths', 'out_of_range'],
+    [{ ...asic, gpu_util_pct: 9.2e18 }, 'gpu_util_pct', 'out_of_range'],
+    [{ ...asic, fan_rpm: 0x7ffffff0 }, 'fan_rpm', 'sentinel_value'],
+    [{ ...asic, power_w: 2 ** 47 + 2 }, 'power_w', 'sentinel_value'],
+    [{ ...asic, temp_c: 1e39 }, 'temp_c', 'out_of_range'],
+    [{ ...asic, fan_rpm: -1e39 }, 'fan_rpm', 'out_of_range'],
     [42, '(reading)', 'invalid_type'],
   ])('rejects %j naming %s (%s)', (raw, field, code) => {
     expect(rejection(raw)).toMatchObject({ index: 7, field, code });
@@ -113,6 +120,59 @@ describe('validateReading', () => {
 describe('parseTimestamp', () => {
   it('reads RFC 3339 with offsets and fractional seconds to the millisecond', () => {
     expect(parseTimestamp('2026-11-24T12:00:00.123+02:00', window)).toEqual({ ok: true, value: NOW + 123 });
+  });
+
+  it.each([
+    ['2026-11-31T00:00:01Z', /has no day 31/],
+    ['2026-02-29T00:00:00Z', /has no day 29/],
+    ['2026-13-01T00:00:00Z', /month 13/],
+    ['2026-00-10T00:00:00Z', /month 00/],
+    ['2026-11-00T00:00:00Z', /no day 00/],
+    ['2026-11-24T24:00:00Z', /not a time of day/],
+    ['2026-11-24T10:60:00Z', /not a time of day/],
+    ['2026-11-24T23:59:60Z', /leap seconds/],
+    ['2026-11-24T10:00:00+24:00', /offset/],
+    ['2026-11-24T10:00:00+02:60', /offset/],
+    ['2026-11-24T10:00:00.0001Z', /millisecond/],
+    ['2026-11-24T10:00:00.123456789Z', /millisecond/],
+  ])('refuses %s rather than storing another instant', (ts, reason) => {
+    const result = parseRfc3339(ts);
+    expect(result).toMatchObject({ ok: false, code: 'invalid_timestamp' });
+    expect(!result.ok && result.message).toMatch(reason);
+  });
+
+  it('accepts every real instant, leap days included, and zeros past the millisecond', () => {
+    expect(parseRfc3339('2028-02-29T23:59:59.999Z')).toEqual({
+      ok: true,
+      value: Date.UTC(2028, 1, 29, 23, 59, 59, 999),
+    });
+    expect(parseRfc3339('2026-11-24T10:00:00.120000000Z')).toEqual({ ok: true, value: NOW + 120 });
+    expect(parseRfc3339('2026-11-24t11:30:00+01:30')).toEqual({ ok: true, value: NOW });
+    expect(parseRfc3339('2026-11-24 05:00:00.5-05:00')).toEqual({ ok: true, value: NOW + 500 });
+    expect(parseRfc3339('0050-01-01T00:00:00Z')).toEqual({
+      ok: true,
+      value: Date.parse('0050-01-01T00:00:00Z'),
+    });
+  });
+
+  it('agrees with Date.parse on every instant that exists', () => {
+    const instant = fc.date({
+      min: new Date('1970-01-01T00:00:00Z'),
+      max: new Date('2100-12-31T23:59:59Z'),
+      noInvalidDate: true,
+    });
+    const offset = fc.integer({ min: -(23 * 60 + 59), max: 23 * 60 + 59 });
+    fc.assert(
+      fc.property(instant, offset, (date, minutes) => {
+        const local = new Date(date.getTime() + minutes * 60_000).toISOString().slice(0, 23);
+        const sign = minutes < 0 ? '-' : '+';
+        const abs = Math.abs(minutes);
+        const text = `${local}${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
+        expect(parseRfc3339(text)).toEqual({ ok: true, value: date.getTime() });
+        expect(Date.parse(text)).toBe(date.getTime());
+      }),
+      { numRuns: 2_000 },
+    );
   });
 
   it('accepts exactly five minutes ahead, not a millisecond more', () => {

@@ -1,19 +1,33 @@
 import { type core, z } from 'zod';
 import {
+  CORE_METRICS,
+  type CoreMetricName,
   DEVICE_KINDS,
   DEVICE_STATUSES,
   type DeviceKind,
-  type NUMERIC_METRICS,
-  READING_METRICS,
-  type ReadingMetrics,
-} from '../storage/schema.ts';
+} from '../catalog/index.ts';
+import { READING_METRICS, type ReadingMetrics } from '../storage/schema.ts';
 
 /** Largest clock lead accepted: agents' clocks drift, but a reading from the future is a bug. */
 export const MAX_FUTURE_MS = 5 * 60_000;
 
-// GPU exporters report 9223372036854775794 (≈ 2^63) for "no value"; nothing real comes close.
-const SENTINEL_MIN = 9e18;
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+/**
+ * Exporters' "no value" placeholders, as JSON numbers arrive (doubles). DCGM fills unsupported
+ * fields with its blank values: 0x7ffffff0…0x7ffffff3 (int32: blank, not found, not supported, no
+ * permission), 0x7ffffffffffffff0… (int64; every one is 2^63 as a double, e.g. the
+ * 9223372036854775794 seen in the wild) and 2^47…2^47+3 (float64). A value is only ever called a
+ * sentinel when it is one of these exactly; any other value outside a metric's range is simply
+ * out of range (1e30 TH/s is absurd, not a placeholder). `-1` W is handled in describeIssue.
+ */
+const DCGM_BLANKS: ReadonlySet<number> = new Set([
+  ...[0, 1, 2, 3].map((k) => 0x7ffffff0 + k),
+  2 ** 63,
+  ...[0, 1, 2, 3].map((k) => 2 ** 47 + k),
+]);
+// Fields checked one by one in parseRfc3339: the shape alone would let 2026-11-31 or 24:00 through,
+// and Date.parse turns them into another instant instead of refusing them.
+const RFC3339 =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
 // Epoch milliseconds before 2001-09-09 are almost certainly epoch seconds sent by mistake.
 const MIN_EPOCH_MS = 1e12;
 
@@ -28,18 +42,18 @@ interface MetricRange {
   /** Stored in a `real` column: tiny magnitudes are flushed to 0. */
   real: boolean;
 }
-const range = (min: number, max: number, real = false): MetricRange => ({ min, max, real });
+function range(min: number, max: number, real = false): MetricRange {
+  // A `real` column holds float4: a bound past its range would let a value through that Postgres
+  // stores as ±Infinity (or refuses, sinking the batch) instead of refusing it as out_of_range.
+  if (real && !(Number.isFinite(Math.fround(min)) && Number.isFinite(Math.fround(max)))) {
+    throw new Error(`a real column's range must lie within float4: [${min}, ${max}]`);
+  }
+  return { min, max, real };
+}
 /** Accepted range of each numeric metric: read by the schema and by the fast path alike. */
-const METRIC_RANGES = {
-  power_w: range(0, 1e10),
-  hashrate_ths: range(0, 1e9),
-  expected_hashrate_ths: range(0, 1e9),
-  temp_c: range(-80, 250, true),
-  fan_rpm: range(0, 1e6, true),
-  gpu_util_pct: range(0, 100, true),
-  gpu_mem_used_bytes: range(0, 2 ** 53),
-  available_power_w: range(0, 1e10),
-} as const satisfies Record<(typeof NUMERIC_METRICS)[number], MetricRange>;
+const METRIC_RANGES = Object.fromEntries(
+  CORE_METRICS.map((m) => [m.name, range(m.min, m.max, m.precision === 'float4')]),
+) as Record<CoreMetricName, MetricRange>;
 
 const measure = ({ min, max, real }: MetricRange) =>
   real
@@ -56,20 +70,18 @@ const label = (max: number) =>
     .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters')
     .refine((s) => s.isWellFormed(), 'must be well-formed Unicode (no lone surrogates)');
 
+/** One optional number per catalog metric, in the catalog's order. */
+const METRIC_FIELDS = Object.fromEntries(
+  CORE_METRICS.map((m) => [m.name, measure(METRIC_RANGES[m.name])]),
+) as Record<CoreMetricName, ReturnType<typeof measure>>;
+
 /** The wire shape of one reading. Field names carry their units and are part of the public contract. */
 export const ReadingSchema = z.strictObject({
   device: label(LABEL_MAX.device),
   kind: z.enum(DEVICE_KINDS).optional(),
   model: label(LABEL_MAX.model).optional(),
   ts: z.union([z.string(), z.number()]),
-  power_w: measure(METRIC_RANGES.power_w),
-  hashrate_ths: measure(METRIC_RANGES.hashrate_ths),
-  expected_hashrate_ths: measure(METRIC_RANGES.expected_hashrate_ths),
-  temp_c: measure(METRIC_RANGES.temp_c),
-  fan_rpm: measure(METRIC_RANGES.fan_rpm),
-  gpu_util_pct: measure(METRIC_RANGES.gpu_util_pct),
-  gpu_mem_used_bytes: measure(METRIC_RANGES.gpu_mem_used_bytes),
-  available_power_w: measure(METRIC_RANGES.available_power_w),
+  ...METRIC_FIELDS,
   status: z.enum(DEVICE_STATUSES).optional(),
 });
 export type Reading = z.infer<typeof ReadingSchema>;
@@ -100,14 +112,62 @@ export interface ValidationWindow {
 
 type Check = { ok: true; value: number } | { ok: false; code: string; message: string };
 
+const invalidTimestamp = (message: string): Check => ({ ok: false, code: 'invalid_timestamp', message });
+
+/** Days in a month (1–12) of the proleptic Gregorian calendar: day 0 of the next month is its last. */
+function daysInMonth(year: number, month: number): number {
+  const date = new Date(0);
+  date.setUTCFullYear(year, month, 0);
+  return date.getUTCDate();
+}
+
+/**
+ * Strict RFC 3339 to epoch milliseconds: every field must name a real instant (no day 31 of a
+ * 30-day month, no hour 24, no leap second, which epoch time cannot hold) rather than be rolled
+ * over into another one. Readings are stored to the millisecond (docs/storage.md), so digits past
+ * the millisecond must be zeros: a finer instant would be stored as another one, so it is refused.
+ */
+export function parseRfc3339(text: string): Check {
+  const m = RFC3339.exec(text);
+  if (!m) return invalidTimestamp('expected an RFC 3339 timestamp');
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const fraction = m[7] ?? '';
+  if (month < 1 || month > 12) return invalidTimestamp(`month ${m[2]} does not exist`);
+  if (day < 1 || day > daysInMonth(year, month))
+    return invalidTimestamp(`${m[1]}-${m[2]} has no day ${m[3]}`);
+  if (hour > 23 || minute > 59) return invalidTimestamp(`${m[4]}:${m[5]} is not a time of day`);
+  if (second > 59) return invalidTimestamp('seconds must be 00–59 (leap seconds cannot be stored)');
+  if (/[1-9]/.test(fraction.slice(3)))
+    return invalidTimestamp('more precise than a millisecond, which is what is stored');
+  let offsetMinutes = 0;
+  if (m[8] === undefined) {
+    const offsetHours = Number(m[10]);
+    const offsetMins = Number(m[11]);
+    if (offsetHours > 23 || offsetMins > 59)
+      return invalidTimestamp(`offset ${m[9]}${m[10]}:${m[11]} is not valid`);
+    offsetMinutes = (m[9] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMins);
+  }
+  const date = new Date(0);
+  // setUTCFullYear, not Date.UTC: the latter reads years 0–99 as 1900–1999.
+  date.setUTCFullYear(year, month - 1, day);
+  date.setUTCHours(hour, minute, second, Number(fraction.slice(0, 3).padEnd(3, '0')));
+  return { ok: true, value: date.getTime() - offsetMinutes * 60_000 };
+}
+
 /** Parses a wire timestamp (RFC 3339 or integer epoch ms) and checks it lies in the accepted window. */
 export function parseTimestamp(ts: string | number, window: ValidationWindow): Check {
   let ms: number;
   if (typeof ts === 'string') {
-    if (!RFC3339.test(ts))
-      return { ok: false, code: 'invalid_timestamp', message: 'expected an RFC 3339 timestamp' };
-    ms = Date.parse(ts);
-    if (Number.isNaN(ms)) return { ok: false, code: 'invalid_timestamp', message: 'not a real date' };
+    const parsed = parseRfc3339(ts);
+    if (!parsed.ok) return parsed;
+    ms = parsed.value;
   } else {
     if (!Number.isInteger(ts))
       return { ok: false, code: 'invalid_timestamp', message: 'epoch milliseconds must be an integer' };
@@ -144,7 +204,7 @@ function describeIssue(issue: core.$ZodIssue, raw: unknown): Omit<Rejection, 'in
   const value = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[field] : undefined;
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) return { field, code: 'not_finite', message: 'numbers must be finite' };
-    if (value >= SENTINEL_MIN) {
+    if (DCGM_BLANKS.has(value)) {
       return {
         field,
         code: 'sentinel_value',

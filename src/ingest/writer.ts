@@ -9,6 +9,7 @@ import {
   unavailableError,
 } from '../storage/errors.ts';
 import { type ReadingRecord, writeReadings } from '../storage/readings.ts';
+import { FairQueue } from './fair-queue.ts';
 
 /** What the writer reports about itself; the metrics module implements it. */
 export interface WriterObserver {
@@ -79,6 +80,11 @@ export function retryAfterMs(queuedReadings: number, readingsPerS: number): numb
   return Math.min(MAX_RETRY_AFTER_MS, Math.max(MIN_RETRY_AFTER_MS, ms));
 }
 
+/** A request whose site was deleted (purged) before its readings committed: none of them were stored. */
+function siteGone(): HashwattError {
+  return new HashwattError('not_found', 'the site no longer exists; its readings were not stored');
+}
+
 /**
  * Group commit: requests from every transport queue here and are written many to a transaction,
  * so the cost of a commit (the fsync) is shared. A request's promise settles only after the
@@ -86,7 +92,8 @@ export function retryAfterMs(queuedReadings: number, readingsPerS: number): numb
  */
 export class GroupCommitWriter {
   readonly #o: Required<WriterOptions>;
-  readonly #queue: Job[] = [];
+  /** Jobs by site, served in turn: a flooding site cannot queue a quiet one behind all its batches. */
+  readonly #queue = new FairQueue<number, Job>();
   #queuedReadings = 0;
   #reservedReadings = 0;
   #reservedBytes = 0;
@@ -103,6 +110,11 @@ export class GroupCommitWriter {
   /** Readings and bytes admitted and not yet settled, and transactions under way. */
   get depth() {
     return { readings: this.#reservedReadings, bytes: this.#reservedBytes, transactions: this.#inFlight };
+  }
+
+  /** Bytes that may be admitted and not yet committed (a hard bound; past it requests get 429). */
+  get maxQueuedBytes(): number {
+    return this.#o.maxQueuedBytes;
   }
 
   /** Readings that may be admitted and not yet committed, at the current commit rate. */
@@ -138,7 +150,7 @@ export class GroupCommitWriter {
     reservation.released = true;
     this.#reservedReadings -= reservation.readings;
     this.#reservedBytes -= reservation.bytes;
-    if (this.#reservedReadings === 0 && this.#inFlight === 0 && this.#queue.length === 0) this.#notifyIdle();
+    if (this.#reservedReadings === 0 && this.#inFlight === 0 && this.#queue.size === 0) this.#notifyIdle();
   }
 
   /** Queues records for the next transaction; resolves with a duplicate flag per record after commit. */
@@ -148,7 +160,8 @@ export class GroupCommitWriter {
       return Promise.resolve([]);
     }
     return new Promise<boolean[]>((resolve, reject) => {
-      this.#queue.push({ records, reservation, resolve, reject });
+      // A job is one request, so one site (the pipeline stores readings under the authenticated site).
+      this.#queue.push(records[0]!.site_id, { records, reservation, resolve, reject });
       this.#queuedReadings += records.length;
       if (this.#queuedReadings >= this.#o.maxBatchReadings) this.#pump();
       else this.#timer ??= setTimeout(() => this.#pump(), this.#o.flushDelayMs);
@@ -157,7 +170,7 @@ export class GroupCommitWriter {
 
   /** Resolves once everything queued or in flight has settled. */
   idle(): Promise<void> {
-    if (this.#queue.length === 0 && this.#inFlight === 0 && this.#reservedReadings === 0)
+    if (this.#queue.size === 0 && this.#inFlight === 0 && this.#reservedReadings === 0)
       return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
@@ -173,12 +186,12 @@ export class GroupCommitWriter {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    while (this.#inFlight < this.#o.storage.writeConcurrency && this.#queue.length > 0) {
+    while (this.#inFlight < this.#o.storage.writeConcurrency && this.#queue.size > 0) {
       const batch: Job[] = [];
       let readings = 0;
       while (
-        this.#queue.length > 0 &&
-        (batch.length === 0 || readings + this.#queue[0]!.records.length <= this.#o.maxBatchReadings)
+        this.#queue.size > 0 &&
+        (batch.length === 0 || readings + this.#queue.peek()!.records.length <= this.#o.maxBatchReadings)
       ) {
         const job = this.#queue.shift()!;
         batch.push(job);
@@ -188,7 +201,7 @@ export class GroupCommitWriter {
       this.#inFlight++;
       void this.#commit(batch).finally(() => {
         this.#inFlight--;
-        if (this.#queue.length > 0) this.#pump();
+        if (this.#queue.size > 0) this.#pump();
         else if (this.#inFlight === 0 && this.#reservedReadings === 0) this.#notifyIdle();
       });
     }
@@ -199,7 +212,7 @@ export class GroupCommitWriter {
     const records = batch.length === 1 ? batch[0]!.records : batch.flatMap((j) => j.records);
     const started = performance.now();
     try {
-      const { duplicate } = await this.#writeWithPartitionRetry(records);
+      const { duplicate, goneSites } = await this.#writeWithPartitionRetry(records);
       const seconds = (performance.now() - started) / 1000;
       this.#o.observer.batchCommitted(records.length, batch.length, seconds);
       if (measured) this.#measureRate(records.length, seconds);
@@ -207,7 +220,9 @@ export class GroupCommitWriter {
       for (const job of batch) {
         const end = offset + job.records.length;
         this.release(job.reservation);
-        job.resolve(duplicate.slice(offset, end));
+        // A job is one request, so one site: it is stored whole or, its site gone, refused whole.
+        if (goneSites.size > 0 && job.records.some((r) => goneSites.has(r.site_id))) job.reject(siteGone());
+        else job.resolve(duplicate.slice(offset, end));
         offset = end;
       }
     } catch (error) {

@@ -1,8 +1,7 @@
 import { Hono } from 'hono';
-import { HashwattError } from '../errors.ts';
+import { z } from 'zod';
 import type { Thresholds } from '../fleet/thresholds.ts';
-import { parseJson } from '../http/body.ts';
-import { parseBody } from '../http/validate.ts';
+import { adminBodyLimit, parseBody, parseParams, parseQuery, readAdminJson } from '../http/validate.ts';
 import type { Storage } from '../storage/database.ts';
 import * as service from './service.ts';
 
@@ -13,37 +12,45 @@ export interface SiteRoutesDeps {
   onSiteDeleted?: (siteId: number) => void;
 }
 
-function siteId(raw: string): number {
-  const id = Number(raw);
-  if (!Number.isSafeInteger(id) || id <= 0) throw new HashwattError('not_found', `no site with id ${raw}`);
-  return id;
-}
+/** The query of a route that takes none: an unexpected parameter is a mistake worth naming. */
+const NoQuery = z.strictObject({});
 
-async function jsonOf(request: Request): Promise<unknown> {
-  return parseJson(await request.text());
-}
+/** Query of `DELETE /api/v1/sites/:id`: anything but `true` or `false` would silently not purge. */
+export const DeleteSiteQuery = z.strictObject({ purge: z.enum(['true', 'false']).optional() });
 
 /** The admin API for sites; mount behind the admin-token check. */
 export function siteRoutes({ storage, thresholdDefaults: defaults, onSiteDeleted }: SiteRoutesDeps) {
   return new Hono()
+    .use(adminBodyLimit())
     .post('/', async (c) => {
-      const input = parseBody(service.NewSiteRequest, await jsonOf(c.req.raw));
+      parseQuery(NoQuery, c.req.query());
+      const input = parseBody(service.NewSiteRequest, await readAdminJson(c.req.raw));
       return c.json(await service.createSite(storage, defaults, input), 201);
     })
-    .get('/', async (c) => c.json({ sites: await service.listSites(storage, defaults) }))
-    .get('/:id', async (c) =>
-      c.json({ site: await service.getSite(storage, defaults, siteId(c.req.param('id'))) }),
-    )
-    .patch('/:id', async (c) => {
-      const patch = parseBody(service.SitePatchRequest, await jsonOf(c.req.raw));
-      return c.json({ site: await service.updateSite(storage, defaults, siteId(c.req.param('id')), patch) });
+    .get('/', async (c) => {
+      parseQuery(NoQuery, c.req.query());
+      return c.json({ sites: await service.listSites(storage, defaults) });
     })
-    .post('/:id/token', async (c) =>
-      c.json({ token: await service.rotateToken(storage, siteId(c.req.param('id'))) }),
-    )
+    .get('/:id', async (c) => {
+      const { id } = parseParams(service.SiteIdParams, c.req.param());
+      parseQuery(NoQuery, c.req.query());
+      return c.json({ site: await service.getSite(storage, defaults, id) });
+    })
+    .patch('/:id', async (c) => {
+      const { id } = parseParams(service.SiteIdParams, c.req.param());
+      parseQuery(NoQuery, c.req.query());
+      const patch = parseBody(service.SitePatchRequest, await readAdminJson(c.req.raw));
+      return c.json({ site: await service.updateSite(storage, defaults, id, patch) });
+    })
+    .post('/:id/token', async (c) => {
+      const { id } = parseParams(service.SiteIdParams, c.req.param());
+      parseQuery(NoQuery, c.req.query());
+      return c.json({ token: await service.rotateToken(storage, id) });
+    })
     .delete('/:id', async (c) => {
-      const id = siteId(c.req.param('id'));
-      await service.deleteSite(storage, id, c.req.query('purge') === 'true');
+      const { id } = parseParams(service.SiteIdParams, c.req.param());
+      const { purge } = parseQuery(DeleteSiteQuery, c.req.query());
+      await service.deleteSite(storage, id, purge === 'true');
       onSiteDeleted?.(id);
       return c.body(null, 204);
     });

@@ -1,13 +1,17 @@
 import { z } from 'zod';
 import { HashwattError } from '../errors.ts';
 import { resolveThresholds, type Thresholds, ThresholdsPatchSchema } from '../fleet/thresholds.ts';
+import { idParam, storableJsonObject, storableString } from '../http/validate.ts';
 import type { AuthenticatedSite } from '../ingest/pipeline.ts';
 import type { Storage } from '../storage/database.ts';
+import { isSiteNameTaken } from '../storage/errors.ts';
 import { SITE_KINDS, type SiteRow } from '../storage/schema.ts';
 import * as sites from '../storage/sites.ts';
 import { digestsEqual, generateToken, hashToken } from './tokens.ts';
 
-const metadata = z.record(z.string(), z.unknown());
+// Free-form, but stored exactly as sent: bounded so that Postgres's recursive jsonb parser and the
+// per-request memory stay small, and refused (never altered) when jsonb cannot hold it as sent.
+const metadata = storableJsonObject({ maxDepth: 16, maxBytes: 64 * 1024 });
 const capacityKw = z.number().min(0).max(10_000_000); // up to 10 GW
 
 /** Body of `POST /api/v1/sites`. */
@@ -19,8 +23,8 @@ export const NewSiteRequest = z.strictObject({
     .regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]*$/, 'letters, digits, space, dot, underscore, dash'),
   kind: z.enum(SITE_KINDS),
   capacity_kw: capacityKw,
-  region: z.string().max(100).nullish(),
-  timezone: z.string().max(64).nullish(),
+  region: storableString(100).nullish(),
+  timezone: storableString(64).nullish(),
   metadata: metadata.optional(),
 });
 export type NewSiteRequest = z.infer<typeof NewSiteRequest>;
@@ -30,6 +34,10 @@ export const SitePatchRequest = NewSiteRequest.partial().extend({
   thresholds: ThresholdsPatchSchema.optional(),
 });
 export type SitePatchRequest = z.infer<typeof SitePatchRequest>;
+
+/** Path parameters of every `/sites/:id…` route: the one place a site id in a path is read. */
+export const SiteIdParams = z.strictObject({ id: idParam });
+export type SiteIdParams = z.infer<typeof SiteIdParams>;
 
 /** A site as the API shows it (never its token or token hash). */
 export interface SiteView {
@@ -111,11 +119,19 @@ export async function updateSite(
     if (value === null) remove.push(name);
     else if (value !== undefined) set[name] = value;
   }
-  const row = await sites.updateSite(storage.db, id, {
-    ...rest,
-    ...(capacity_kw !== undefined && { capacity_w: capacity_kw * 1000 }),
-    ...(thresholds !== undefined && { thresholdsSet: set, thresholdsRemove: remove }),
-  });
+  const row = await sites
+    .updateSite(storage.db, id, {
+      ...rest,
+      ...(capacity_kw !== undefined && { capacity_w: capacity_kw * 1000 }),
+      ...(thresholds !== undefined && { thresholdsSet: set, thresholdsRemove: remove }),
+    })
+    .catch((error: unknown) => {
+      // A rename onto a taken name: the unique index is the only race-free check.
+      if (isSiteNameTaken(error)) {
+        throw new HashwattError('site_exists', `a site named "${patch.name}" exists`, { field: 'name' });
+      }
+      throw error;
+    });
   if (!row) throw notFound(id);
   return viewSite(row, defaults);
 }
@@ -129,11 +145,11 @@ export async function rotateToken(storage: Storage, id: number): Promise<string>
 
 /** Deletes a site; refuses while it holds data unless `purge`. */
 export async function deleteSite(storage: Storage, id: number, purge: boolean): Promise<void> {
-  if (!(await sites.findSite(storage.db, id))) throw notFound(id);
-  if (!purge && (await sites.siteHasData(storage.db, id))) {
+  const outcome = await sites.deleteSiteWith(storage.db, id, { onlyIfEmpty: !purge });
+  if (outcome === 'missing') throw notFound(id);
+  if (outcome === 'has_data') {
     throw new HashwattError('site_has_data', 'the site has devices or readings; delete with ?purge=true');
   }
-  await sites.deleteSite(storage.db, id);
 }
 
 /** The site a token belongs to, looked up by its digest and compared in constant time. */

@@ -1,4 +1,6 @@
 import { type Kysely, sql } from 'kysely';
+import { HashwattError } from '../errors.ts';
+import { isForeignKeyViolation } from './errors.ts';
 import type { Database, DeviceKind } from './schema.ts';
 
 export interface KnownDevice {
@@ -46,8 +48,37 @@ export async function registerDevices(
   maxDevicesPerSite: number,
 ): Promise<RegistrationResult> {
   if (candidates.length === 0) return { devices: [], overCap: [] };
+  try {
+    return await registerLocked(db, siteId, candidates, maxDevicesPerSite);
+  } catch (error) {
+    // Unreachable while every delete of a site takes its row first, as deleteSite does (the lock
+    // below then orders the two); kept so that one that does not still answers "site gone", never 500.
+    if (isForeignKeyViolation(error)) throw siteGone(siteId);
+    throw error;
+  }
+}
+
+function siteGone(siteId: number): HashwattError {
+  return new HashwattError('not_found', `site ${siteId} no longer exists`);
+}
+
+async function registerLocked(
+  db: Kysely<Database>,
+  siteId: number,
+  candidates: readonly DeviceToRegister[],
+  maxDevicesPerSite: number,
+): Promise<RegistrationResult> {
   return db.transaction().execute(async (trx) => {
-    await trx.selectFrom('sites').select('id').where('id', '=', siteId).forUpdate().execute();
+    // FOR NO KEY UPDATE serialises registrations of the site (the cap holds across replicas)
+    // without waiting on the key-share locks of its write transactions; a purge (FOR UPDATE) and
+    // a registration wait for each other, and a registration after the purge finds no row.
+    const site = await trx
+      .selectFrom('sites')
+      .select('id')
+      .where('id', '=', siteId)
+      .forNoKeyUpdate()
+      .executeTakeFirst();
+    if (!site) throw siteGone(siteId);
     const existing = await findDevices(
       trx,
       siteId,

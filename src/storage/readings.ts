@@ -166,19 +166,25 @@ export async function updateDeviceLatest(
 ): Promise<void> {
   if (latest.length === 0) return;
   const sorted = [...latest].sort((x, y) => x.device_id - y.device_id);
+  const write = (rows: readonly ReadingRecord[]) =>
+    db.transaction().execute(async (trx) => {
+      // Site rows first, as writeReadings and the purge take them: the upsert locks device_latest
+      // rows and key-shares devices rows, the purge's cascade the other way round, so without this
+      // common first lock the two could deadlock. Rows of a site purged meanwhile are dropped.
+      const gone = await lockSites(trx, rows);
+      await upsertDeviceLatest(trx, gone.size === 0 ? rows : rows.filter((r) => !gone.has(r.site_id)));
+    });
   try {
-    await upsertDeviceLatest(db, sorted);
+    await write(sorted);
   } catch (error) {
+    // Devices deleted some other way than with their site: keep the rows whose device still exists.
     if (!isForeignKeyViolation(error)) throw error;
     const { rows } = await sql<{ id: number }>`
       SELECT id FROM devices WHERE id = ANY(${keyArrayLiteral(column(sorted, 'device_id'))}::int[])`.execute(
       db,
     );
     const live = new Set(rows.map((r) => r.id));
-    await upsertDeviceLatest(
-      db,
-      sorted.filter((r) => live.has(r.device_id)),
-    );
+    await write(sorted.filter((r) => live.has(r.device_id)));
   }
 }
 
@@ -208,12 +214,59 @@ async function upsertDeviceLatest(db: Kysely<Database>, sorted: readonly Reading
     WHERE excluded.ts >= device_latest.ts`.execute(db);
 }
 
-/** Stores a batch of readings in one transaction (see insertReadings). */
+export interface GuardedWriteResult extends WriteResult {
+  /**
+   * Sites of the batch that no longer exist (deleted, perhaps by another replica): their records
+   * were not stored, and their entries in `duplicate` are false and mean nothing.
+   */
+  goneSites: ReadonlySet<number>;
+}
+
+const NO_SITES: ReadonlySet<number> = new Set();
+
+/**
+ * Takes a key-share lock on the rows of the sites the batch writes for and returns the ids that
+ * no longer exist. readings has no foreign key, so this lock is what stops a purge from running
+ * between "site exists" and commit: a purge (deleteSite) locks its site row FOR UPDATE first, so
+ * it waits for every write transaction holding the lock, and a transaction that starts after the
+ * purge finds no row. Writers' key-share locks do not conflict with each other, nor with the
+ * row's ordinary updates (FOR NO KEY UPDATE), so the cost is one indexed lookup per transaction.
+ */
+async function lockSites(
+  trx: Kysely<Database>,
+  records: readonly ReadingRecord[],
+): Promise<ReadonlySet<number>> {
+  const wanted = new Set<number>();
+  for (let i = 0; i < records.length; i++) wanted.add(records[i]!.site_id);
+  const { rows } = await sql<{ id: number }>`
+    SELECT id FROM sites WHERE id = ANY(${keyArrayLiteral([...wanted])}::int[])
+    ORDER BY id FOR KEY SHARE`.execute(trx);
+  if (rows.length === wanted.size) return NO_SITES;
+  for (const row of rows) wanted.delete(row.id);
+  return wanted;
+}
+
+/**
+ * Stores a batch of readings in one transaction (see insertReadings), guarded against the
+ * concurrent purge of any of its sites (see lockSites): readings of a site that is gone are
+ * dropped and the site reported in `goneSites`; every other site's readings commit as usual.
+ */
 export async function writeReadings(
   db: Kysely<Database>,
   records: readonly ReadingRecord[],
-): Promise<WriteResult> {
-  return db.transaction().execute((trx) => insertReadings(trx, records));
+): Promise<GuardedWriteResult> {
+  if (records.length === 0) return { inserted: 0, duplicate: [], goneSites: NO_SITES };
+  return db.transaction().execute(async (trx) => {
+    const goneSites = await lockSites(trx, records);
+    if (goneSites.size === 0) return { ...(await insertReadings(trx, records)), goneSites };
+    const live = records.filter((r) => !goneSites.has(r.site_id));
+    const stored = await insertReadings(trx, live);
+    const duplicate = new Array<boolean>(records.length).fill(false);
+    for (let i = 0, k = 0; i < records.length; i++) {
+      if (!goneSites.has(records[i]!.site_id)) duplicate[i] = stored.duplicate[k++]!;
+    }
+    return { inserted: stored.inserted, duplicate, goneSites };
+  });
 }
 
 /** Readings of one device in [fromMs, toMs), oldest first. */

@@ -1,13 +1,17 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
+import {
+  CORE_METRICS,
+  type CoreMetricName,
+  DEVICE_KINDS,
+  DEVICE_STATUSES,
+  type DeviceKind,
+  type DeviceStatus,
+  SITE_KINDS,
+  type SiteKind,
+} from '../catalog/index.ts';
 
-export const SITE_KINDS = ['mining', 'ai', 'mixed'] as const;
-export type SiteKind = (typeof SITE_KINDS)[number];
-
-export const DEVICE_KINDS = ['asic', 'gpu', 'meter', 'pdu', 'other'] as const;
-export type DeviceKind = (typeof DEVICE_KINDS)[number];
-
-export const DEVICE_STATUSES = ['ok', 'curtailed', 'idle', 'error', 'offline'] as const;
-export type DeviceStatus = (typeof DEVICE_STATUSES)[number];
+// The vocabulary is the domain's (src/catalog/); storage maps it to tables and columns.
+export { DEVICE_KINDS, DEVICE_STATUSES, type DeviceKind, type DeviceStatus, SITE_KINDS, type SiteKind };
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 /** A timestamp the database fills in by default. */
@@ -38,36 +42,14 @@ export interface DevicesTable {
   first_seen: DefaultedTimestamp;
 }
 
-/** The metric columns a reading may carry; shared by `readings` and `device_latest`. */
-export interface ReadingMetrics {
-  power_w: number | null;
-  hashrate_ths: number | null;
-  expected_hashrate_ths: number | null;
-  temp_c: number | null;
-  fan_rpm: number | null;
-  gpu_util_pct: number | null;
-  gpu_mem_used_bytes: number | null;
-  available_power_w: number | null;
-  status: DeviceStatus | null;
-}
+/** The metric columns a reading may carry: one per core catalog metric, and the status. */
+export type ReadingMetrics = { [K in CoreMetricName]: number | null } & { status: DeviceStatus | null };
 
-/** The numeric metric columns, in the order the write statements list them. */
-export const NUMERIC_METRICS = [
-  'power_w',
-  'hashrate_ths',
-  'expected_hashrate_ths',
-  'temp_c',
-  'fan_rpm',
-  'gpu_util_pct',
-  'gpu_mem_used_bytes',
-  'available_power_w',
-] as const satisfies readonly (keyof ReadingMetrics)[];
+/** The numeric metric columns, in the order the write statements list them: the catalog's order. */
+export const NUMERIC_METRICS: readonly CoreMetricName[] = CORE_METRICS.map((m) => m.name);
 
 /** Every metric a reading may carry: the numeric ones and the device status. */
-export const READING_METRICS = [
-  ...NUMERIC_METRICS,
-  'status',
-] as const satisfies readonly (keyof ReadingMetrics)[];
+export const READING_METRICS: readonly (keyof ReadingMetrics)[] = [...NUMERIC_METRICS, 'status'];
 
 export interface ReadingsTable extends ReadingMetrics {
   site_id: number;

@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { isTransientConflict } from './errors.ts';
 import type { Database, SiteKind, SiteRow } from './schema.ts';
 
 export interface NewSiteInput {
@@ -104,7 +105,7 @@ export async function replaceTokenHash(
 }
 
 /** True when any device or reading of the site is stored. */
-export async function siteHasData(db: Kysely<Database>, id: number): Promise<boolean> {
+async function siteHasData(db: Kysely<Database>, id: number): Promise<boolean> {
   const device = await db
     .selectFrom('devices')
     .select('id')
@@ -121,12 +122,47 @@ export async function siteHasData(db: Kysely<Database>, id: number): Promise<boo
   return reading !== undefined;
 }
 
-/** Deletes a site with its devices, latest state and readings. */
+/** What a delete did: the site is gone, was not there, or (without purge) still holds data. */
+export type DeleteOutcome = 'deleted' | 'missing' | 'has_data';
+
+/**
+ * Deletes a site with its devices, latest state and readings; with `onlyIfEmpty`, only when it has
+ * none. The emptiness check runs under the site row's lock, so a batch committed (and acknowledged)
+ * between a check and the delete cannot be erased by a delete that was not asked to purge.
+ */
+export async function deleteSiteWith(
+  db: Kysely<Database>,
+  id: number,
+  { onlyIfEmpty }: { onlyIfEmpty: boolean },
+): Promise<DeleteOutcome> {
+  const attempt = () =>
+    db.transaction().execute(async (trx): Promise<DeleteOutcome> => {
+      // Locked first: this waits for every transaction holding a lock on the row (writeReadings'
+      // key share, a device registration's no-key update) to commit, and makes any that start later
+      // find the site gone, so no reading or device can land under the id after the purge has run.
+      const site = await trx
+        .selectFrom('sites')
+        .select('id')
+        .where('id', '=', id)
+        .forUpdate()
+        .executeTakeFirst();
+      if (!site) return 'missing';
+      if (onlyIfEmpty && (await siteHasData(trx, id))) return 'has_data';
+      // readings has no foreign key (it would cost every insert), so it is purged explicitly.
+      await trx.deleteFrom('readings').where('site_id', '=', id).execute();
+      const result = await trx.deleteFrom('sites').where('id', '=', id).executeTakeFirst();
+      return result.numDeletedRows > 0n ? 'deleted' : 'missing';
+    });
+  try {
+    return await attempt();
+  } catch (error) {
+    // A deadlock victim or serialisation conflict is rolled back whole: once more is safe.
+    if (isTransientConflict(error)) return attempt();
+    throw error;
+  }
+}
+
+/** Deletes a site with its devices, latest state and readings (a purge); false when it was not there. */
 export async function deleteSite(db: Kysely<Database>, id: number): Promise<boolean> {
-  return db.transaction().execute(async (trx) => {
-    // readings has no foreign key (it would cost every insert), so it is purged explicitly.
-    await trx.deleteFrom('readings').where('site_id', '=', id).execute();
-    const result = await trx.deleteFrom('sites').where('id', '=', id).executeTakeFirst();
-    return result.numDeletedRows > 0n;
-  });
+  return (await deleteSiteWith(db, id, { onlyIfEmpty: false })) === 'deleted';
 }

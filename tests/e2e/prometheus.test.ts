@@ -121,6 +121,7 @@ const scenario = parseScenario(
 const SITE = 'e2e-mixed';
 /** Reports once, then goes dark; its site_down_after_s of 2 s makes SiteDown fire within seconds. */
 const DARK = 'e2e-dark';
+const METRICS_TOKEN = 'e2e-metrics-token-0123456789';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -197,7 +198,11 @@ describe('dashboards against a real Prometheus scraping a real hashwatt', () => 
     });
     expect(init.status, `init script failed:\n${init.stdout}${init.stderr}`).toBe(0);
 
-    service = await startTestService(db, { env: { HASHWATT_ALERT_INTERVAL_S: '1' } });
+    // /metrics behind HASHWATT_METRICS_TOKEN, scraped with the token from a file as
+    // prometheus/prometheus.yml shows: every check below then also proves the token path.
+    service = await startTestService(db, {
+      env: { HASHWATT_ALERT_INTERVAL_S: '1', HASHWATT_METRICS_TOKEN: METRICS_TOKEN },
+    });
     const url = service.url;
 
     const tokens = await provisionSites({ url, adminToken: ADMIN_TOKEN, scenario });
@@ -226,7 +231,11 @@ describe('dashboards against a real Prometheus scraping a real hashwatt', () => 
       global: Record<string, string>;
       rule_files: string[];
       alerting?: unknown;
-      scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+      scrape_configs: {
+        job_name: string;
+        static_configs: { targets: string[] }[];
+        authorization?: { type: string; credentials_file: string };
+      }[];
     };
     config.global = { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' };
     config.rule_files = config.rule_files.map((f) => path.join(ROOT, 'prometheus', f));
@@ -234,6 +243,9 @@ describe('dashboards against a real Prometheus scraping a real hashwatt', () => 
     const job = config.scrape_configs.find((j) => j.job_name === 'hashwatt');
     expect(job, 'prometheus/prometheus.yml has no hashwatt job').toBeDefined();
     job!.static_configs = [{ targets: [new URL(url).host] }];
+    const tokenFile = path.join(dir, 'hashwatt-metrics-token');
+    writeFileSync(tokenFile, METRICS_TOKEN);
+    job!.authorization = { type: 'Bearer', credentials_file: tokenFile };
     config.scrape_configs = [job!];
     writeFileSync(path.join(dir, 'prometheus.yml'), stringify(config));
 
@@ -301,6 +313,19 @@ describe('dashboards against a real Prometheus scraping a real hashwatt', () => 
     await client.end();
     if (dir) rmSync(dir, { recursive: true, force: true });
   }, 60_000);
+
+  it('serves /metrics only with HASHWATT_METRICS_TOKEN, which Prometheus sends from its credentials_file', async () => {
+    const without = await fetch(`${service.url}/metrics`);
+    expect(without.status).toBe(401);
+    expect(without.headers.get('www-authenticate')).toMatch(/^Bearer /);
+    const wrong = await fetch(`${service.url}/metrics`, {
+      headers: { authorization: 'Bearer not-the-token' },
+    });
+    expect(wrong.status).toBe(401);
+    const up = await query('up{job="hashwatt"}');
+    const series = up.data.result as { value: [number, string] }[];
+    expect(series.map((r) => r.value[1])).toEqual(['1']);
+  });
 
   it('finds every simulated site in the $site variable’s label_values(hashwatt_site_up, site)', async () => {
     const variable = dashboards

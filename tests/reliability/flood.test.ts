@@ -18,15 +18,14 @@ const MAX_RSS_MB = 512;
 /** Nor may it creep: the second half of the flood may not exceed the first by more than this. */
 const MAX_RSS_GROWTH_MB = 96;
 /**
- * Ack latency (first send → ack, retries included) of the well-behaved agents during the flood.
- * Admission is one queue for all sites, so they get 429s too and wait ≥ 1 s per refusal: measured
- * p50 0.6–1.4 s and p99 2.4–7.2 s (about 60 batches: p99 is the worst one). Starvation would be the
- * whole 20 s of the flood.
+ * Ack latency (first send → ack, retries included) of the well-behaved agents is logged before and
+ * during the flood, not asserted: this machine is shared, so a wall-clock bound would measure the
+ * neighbours. What is asserted is the mechanism: per-site admission refuses the flooder's excess,
+ * so the well-behaved sites are never refused for overload at all. (Before it, admission was one
+ * queue for all sites: they got 429s too, p99 2.4–7.2 s during the flood.) The p99 against its
+ * no-flood value is tracked by `npm run soak` (target within 2×).
  */
-const MAX_STEADY_P50_MS = 3_000;
-const MAX_STEADY_P99_MS = 10_000;
-
-describe('reliability: one agent floods, the others keep their latency', () => {
+describe('reliability: one agent floods, the others keep their share', () => {
   let db: TestDatabase | undefined;
   let service: HashwattProcess | undefined;
 
@@ -40,7 +39,7 @@ describe('reliability: one agent floods, the others keep their latency', () => {
     await db?.dispose();
   });
 
-  it('refuses the excess with 429 and a retry hint, stays under its memory bound, keeps serving the others', async () => {
+  it("refuses the flooder's excess with 429 and a retry hint, stays under its memory bound, never refuses the others", async () => {
     const hashwatt = service!;
     const { token } = await createSite(hashwatt.url, 'flood', 'mining', 100_000);
 
@@ -84,6 +83,9 @@ describe('reliability: one agent floods, the others keep their latency', () => {
     const latencies = duringFlood.map((a) => a.latencyMs);
     const p50 = quantile(latencies, 0.5);
     const p99 = quantile(latencies, 0.99);
+    const baselineP99 = quantile(baseline, 0.99);
+    // HTTP answers "HTTP 429 overloaded", the stream "service: overloaded".
+    const steadyOverloaded = steady.log.retriesMatching('overloaded') + steady.log.retriesMatching('429');
 
     const r = await stopAndReconcile('flood (steady agents)', [steady], db!.url!);
     const floodStored = (await readStored(db!.url!, ['flood'])).get('flood')!;
@@ -97,8 +99,10 @@ describe('reliability: one agent floods, the others keep their latency', () => {
     console.log(
       summaryLine(
         r,
-        `steady ack latency p50 ${ms(quantile(baseline, 0.5))} p99 ${ms(quantile(baseline, 0.99))} before the flood, ` +
-          `p50 ${ms(p50)} p99 ${ms(p99)} during it (${latencies.length} batches), ` +
+        `steady ack latency p50 ${ms(quantile(baseline, 0.5))} p99 ${ms(baselineP99)} before the flood, ` +
+          `p50 ${ms(p50)} p99 ${ms(p99)} during it (${latencies.length} batches, p99 ` +
+          `${p99 !== null && baselineP99 ? (p99 / baselineP99).toFixed(1) : '-'}× the no-flood p99), ` +
+          `refused for overload ${steadyOverloaded}, ` +
           `retries ${JSON.stringify(retryReasons([steady]))}`,
       ),
     );
@@ -123,10 +127,9 @@ describe('reliability: one agent floods, the others keep their latency', () => {
     expect(lostFlood).toBe(0);
     expect(floodStored.rows).toBe(floodStored.keys.size);
     expect(unexplained).toBe(0);
-    // The others were served throughout, within a bounded ack latency, and lost nothing.
+    // The others were served throughout, never refused for overload, and lost nothing.
     expect(latencies.length).toBeGreaterThan(20);
-    expect(p50).toBeLessThan(MAX_STEADY_P50_MS);
-    expect(p99).toBeLessThan(MAX_STEADY_P99_MS);
+    expect(steadyOverloaded, JSON.stringify(retryReasons([steady]))).toBe(0);
     expectNoCrash(hashwatt);
     expectNothingLost(r, diagnose([steady], hashwatt));
   });

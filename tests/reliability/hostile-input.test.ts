@@ -9,21 +9,32 @@ import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { createSite } from '../support/service.ts';
 import { expectNoCrash } from './support/checks.ts';
 import {
+  blastStream,
   type Expected,
   type ExpectedFrame,
   expectFrame,
   frameArb,
   httpRequestArb,
   IngestModel,
+  inflatingBody,
+  type RawAnswer,
+  rawRequest,
   type WireRequest,
 } from './support/hostile.ts';
-import { HashwattProcess } from './support/process.ts';
+import { ADMIN_TOKEN, HashwattProcess, peakRssMb, rssMb } from './support/process.ts';
 
 const DAY_MS = 86_400_000;
 // Fixed seeds so a failure replays; HASHWATT_FUZZ_SEED and HASHWATT_FUZZ_RUNS explore further.
 const SEED = Number(process.env.HASHWATT_FUZZ_SEED ?? 424_242);
 const HTTP_RUNS = Number(process.env.HASHWATT_FUZZ_RUNS ?? 400);
 const FRAME_RUNS = HTTP_RUNS;
+/**
+ * Peak RSS of the service through the whole run: the fuzzing above plus the memory-hostile load
+ * below (bodies that inflate to just under the per-request limit, 16 at once; an admin body of
+ * 120 MiB; stream clients that ignore their window). Before the global decode budget, the admin
+ * body limit and the stream window held to the pool, one such run peaked at 1.2–1.3 GB.
+ */
+const MAX_PEAK_RSS_MB = 512;
 
 interface Answer {
   status: number;
@@ -239,6 +250,66 @@ describe('reliability: hostile input over HTTP and WebSocket', () => {
     expect(hashwatt.running).toBe(true);
   });
 
+  it('stays within its memory bound under load that is heavy only in aggregate', async () => {
+    const hashwatt = service!;
+    const { token: heavyToken } = await createSite(hashwatt.url, 'fuzz-memory', 'mining', 1_000);
+    const statuses = new Map<string, number>();
+    const note = (prefix: string, a: RawAnswer) => {
+      const key = `${prefix} ${'status' in a ? a.status : a.error}`;
+      statuses.set(key, (statuses.get(key) ?? 0) + 1);
+    };
+    // Each inflates to 31 MiB, inside the 32 MiB per-request limit; only their sum is hostile.
+    const inflating = inflatingBody(31 * 1024 * 1024);
+    const peaks = [peakRssMb(hashwatt.pid!) ?? 0];
+    for (let round = 0; round < 3; round++) {
+      const [bodies, admin, blast] = await Promise.all([
+        Promise.all(
+          Array.from({ length: 16 }, () =>
+            rawRequest(`${hashwatt.url}/api/v1/ingest`, {
+              method: 'POST',
+              headers: {
+                authorization: `Bearer ${heavyToken}`,
+                'content-type': 'application/json',
+                'content-encoding': 'gzip',
+              },
+              body: inflating,
+            }),
+          ),
+        ),
+        rawRequest(`${hashwatt.url}/api/v1/sites`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+          bytes: 120 * 1024 * 1024,
+        }),
+        blastStream({
+          url: hashwatt.url,
+          token: heavyToken,
+          connections: 20,
+          frames: 200,
+          readingsPerFrame: 50,
+          tsBase: T0 + DAY_MS / 2 + round * 300_000,
+          devicePrefix: 'heavy',
+        }),
+      ]);
+      for (const a of bodies) note('inflating body', a);
+      note('admin 120 MiB', admin);
+      statuses.set('stream acked', (statuses.get('stream acked') ?? 0) + blast.acked);
+      statuses.set('stream refused', (statuses.get('stream refused') ?? 0) + blast.refused);
+      for (const [k, v] of blast.other) statuses.set(`stream ${k}`, (statuses.get(`stream ${k}`) ?? 0) + v);
+      // Never a 5xx other than a 503 with its retry hint; a refusal may cut the upload short.
+      expect(bodies.every((a) => !('status' in a) || a.status < 500 || a.status === 503)).toBe(true);
+      expect(!('status' in admin) || admin.status === 413, JSON.stringify(admin)).toBe(true);
+      expect(blast.acked).toBeGreaterThan(0);
+      expect(blast.other.size, JSON.stringify([...blast.other])).toBe(0);
+      peaks.push(peakRssMb(hashwatt.pid!) ?? 0);
+    }
+    console.log(
+      `reliability hostile-input (memory): ${JSON.stringify(Object.fromEntries([...statuses].sort()))}, ` +
+        `RSS now ${rssMb(hashwatt.pid!)?.toFixed(0)} MB, peak before and after each round ${peaks.map((p) => p.toFixed(0)).join(' → ')} MB`,
+    );
+    expect(hashwatt.running).toBe(true);
+  });
+
   it('is still alive, and stores exactly the readings it accepted, each as it was sent', async () => {
     const hashwatt = service!;
     expect(hashwatt.running).toBe(true);
@@ -313,5 +384,15 @@ describe('reliability: hostile input over HTTP and WebSocket', () => {
     expect(hashwatt.errors.slice(0, 3), 'errors logged by the service').toEqual([]);
     expect(problems.slice(0, 20)).toEqual([]);
     expect(rows.length).toBe(model.stored.size);
+  });
+
+  it('kept its peak RSS under the bound through the whole run', () => {
+    const hashwatt = service!;
+    const peak = peakRssMb(hashwatt.pid!);
+    console.log(
+      `reliability hostile-input: RSS at the end ${rssMb(hashwatt.pid!)?.toFixed(0)} MB, peak ${peak?.toFixed(0)} MB (bound ${MAX_PEAK_RSS_MB} MB)`,
+    );
+    expect(peak).toBeDefined();
+    expect(peak!).toBeLessThan(MAX_PEAK_RSS_MB);
   });
 });

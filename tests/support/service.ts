@@ -1,4 +1,6 @@
+import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
+import pino from 'pino';
 import { parseConfig } from '../../src/config.ts';
 import { silentLogger } from '../../src/log.ts';
 import { type RunningService, type ServiceTuning, startService } from '../../src/service.ts';
@@ -6,10 +8,23 @@ import type { TestDatabase } from './databases.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
+/** One line of the service's log, as pino writes it. */
+export interface LogLine {
+  msg: string;
+  level: number;
+  [field: string]: unknown;
+}
+
 /** A real hashwatt on a random port, on a test database. */
 export async function startTestService(
   db: TestDatabase,
-  options: { env?: Record<string, string>; tuning?: ServiceTuning; databaseUrl?: string } = {},
+  options: {
+    env?: Record<string, string>;
+    tuning?: ServiceTuning;
+    databaseUrl?: string;
+    /** Keep every log line here (parsed) instead of logging nothing. */
+    log?: LogLine[];
+  } = {},
 ): Promise<RunningService> {
   const config = parseConfig({
     PORT: '0',
@@ -20,7 +35,19 @@ export async function startTestService(
     ...((options.databaseUrl ?? db.url) ? { DATABASE_URL: options.databaseUrl ?? db.url } : {}),
     ...options.env,
   });
-  return startService(config, silentLogger, options.tuning);
+  const log = options.log;
+  const logger = log
+    ? pino(
+        { level: 'info' },
+        new Writable({
+          write(chunk: Buffer, _encoding, done) {
+            for (const line of chunk.toString('utf8').split('\n')) if (line) log.push(JSON.parse(line));
+            done();
+          },
+        }),
+      )
+    : silentLogger;
+  return startService(config, logger, options.tuning);
 }
 
 export interface CreatedSite {

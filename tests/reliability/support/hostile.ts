@@ -1,6 +1,8 @@
 import { isUtf8 } from 'node:buffer';
+import http from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
+import WebSocket from 'ws';
 import { readingKey } from '../../../simulators/index.ts';
 import { validateReading } from '../../../src/ingest/reading.ts';
 
@@ -513,6 +515,9 @@ export class IngestModel {
         return { status: 400, code: 'invalid_encoding' };
       }
     }
+    // Invalid UTF-8 is refused, not decoded to U+FFFD: a replaced character would store a device
+    // name the agent never sent.
+    if (!isUtf8(text)) return { status: 400, code: 'invalid_encoding' };
     const parsed = parseOrUndefined(text.toString('utf8'));
     if (!parsed.ok) return { status: 400, code: 'invalid_json' };
     return this.envelope(parsed.value, [], nowMs);
@@ -633,4 +638,146 @@ export function expectFrame(
   if (result.status !== 200 || !('accepted' in result))
     return { seq, code: (result as { code: string }).code };
   return { ack: seq, ...result };
+}
+
+/*
+ * Memory-hostile load: requests each within every per-request limit that are heavy together, an
+ * oversized admin body, and stream clients that ignore their window. The memory bound is asserted
+ * on the service's peak RSS (tests/reliability/hostile-input.test.ts).
+ */
+
+/** A gzip body of a few tens of KiB that inflates to `decodedBytes`, valid JSON all the way. */
+export function inflatingBody(decodedBytes: number): Buffer {
+  const head = '{"readings":[';
+  const tail = ']}';
+  return gzipSync(
+    Buffer.concat([
+      Buffer.from(head),
+      Buffer.alloc(decodedBytes - head.length - tail.length, 0x20),
+      Buffer.from(tail),
+    ]),
+    { level: 9 },
+  );
+}
+
+/** What a raw request got: a status, or the network error that ended it (a refusal mid-upload). */
+export type RawAnswer = { status: number } | { error: string };
+
+/** Sends `body` (or `bytes` of filler streamed in 1 MiB chunks) and reports the answer without reading it whole. */
+export function rawRequest(
+  url: string,
+  options: { method: string; headers: Record<string, string>; body?: Buffer; bytes?: number },
+): Promise<RawAnswer> {
+  return new Promise((resolve) => {
+    const length = options.body?.length ?? options.bytes ?? 0;
+    const req = http.request(url, {
+      method: options.method,
+      headers: { ...options.headers, 'content-length': String(length) },
+      agent: false,
+      timeout: 60_000,
+    });
+    let settled = false;
+    const settle = (answer: RawAnswer) => {
+      if (settled) return;
+      settled = true;
+      resolve(answer);
+    };
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (error: NodeJS.ErrnoException) => settle({ error: error.code ?? error.message }));
+    req.on('response', (res) => {
+      res.resume();
+      res.on('end', () => settle({ status: res.statusCode ?? 0 }));
+      res.on('error', () => settle({ status: res.statusCode ?? 0 }));
+    });
+    if (options.body) {
+      req.end(options.body);
+      return;
+    }
+    const chunk = Buffer.alloc(1024 * 1024, 0x61);
+    let left = length;
+    const write = () => {
+      while (left > 0 && !settled) {
+        const piece = left >= chunk.length ? chunk : chunk.subarray(0, left);
+        left -= piece.length;
+        if (!req.write(piece)) {
+          req.once('drain', write);
+          return;
+        }
+      }
+      if (left <= 0) req.end();
+    };
+    write();
+  });
+}
+
+/** What stream clients that ignored their window got back. */
+export interface BlastResult {
+  frames: number;
+  acked: number;
+  /** Frames refused whole with a retry hint (nothing of them stored). */
+  refused: number;
+  /** Other error codes, and close codes as `close N`. */
+  other: Map<string, number>;
+}
+
+/**
+ * `connections` stream clients, each sending `frames` frames of `readingsPerFrame` readings at once,
+ * never waiting for an ack, then waiting for every answer.
+ */
+export async function blastStream(options: {
+  url: string;
+  token: string;
+  connections: number;
+  frames: number;
+  readingsPerFrame: number;
+  tsBase: number;
+  devicePrefix: string;
+}): Promise<BlastResult> {
+  const result: BlastResult = { frames: 0, acked: 0, refused: 0, other: new Map() };
+  const bump = (k: string) => result.other.set(k, (result.other.get(k) ?? 0) + 1);
+  await Promise.all(
+    Array.from({ length: options.connections }, async (_, c) => {
+      const ws = new WebSocket(`${options.url.replace(/^http/, 'ws')}/api/v1/stream`, {
+        headers: { authorization: `Bearer ${options.token}` },
+      });
+      await new Promise<void>((resolve, reject) => {
+        ws.once('open', () => resolve());
+        ws.once('error', reject);
+      });
+      let answered = 0;
+      const done = new Promise<void>((resolve) => {
+        ws.on('message', (data) => {
+          const reply = JSON.parse(String(data)) as {
+            ack?: number;
+            retry_after_ms?: number;
+            error?: { code: string };
+          };
+          if (reply.ack !== undefined) result.acked++;
+          else if (reply.retry_after_ms !== undefined) result.refused++;
+          else bump(reply.error?.code ?? 'unknown');
+          if (++answered === options.frames) resolve();
+        });
+        ws.on('close', (code) => {
+          if (answered < options.frames) bump(`close ${code}`);
+          resolve();
+        });
+        ws.on('error', () => {});
+      });
+      for (let seq = 0; seq < options.frames; seq++) {
+        const readings = Array.from({ length: options.readingsPerFrame }, (_, i) => ({
+          device: `${options.devicePrefix}-${c}-${i}`,
+          kind: 'asic',
+          ts: options.tsBase + seq * 1000,
+          power_w: 3400,
+          hashrate_ths: 200,
+          status: 'ok',
+        }));
+        ws.send(JSON.stringify({ seq, readings }));
+        result.frames++;
+      }
+      await done;
+      ws.close();
+    }),
+  );
+  return result;
 }

@@ -46,6 +46,20 @@ export function rssMb(pid: number): number | undefined {
   }
 }
 
+/**
+ * Peak resident set size of a process in MiB (the kernel's high-water mark, VmHWM): unlike sampling
+ * VmRSS, no spike between samples escapes it. Undefined once the process is gone.
+ */
+export function peakRssMb(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = /VmHWM:\s+(\d+)/.exec(status)?.[1];
+    return kb === undefined ? undefined : Number(kb) / 1024;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface Exit {
   code: number | null;
   signal: NodeJS.Signals | null;

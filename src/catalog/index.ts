@@ -1,0 +1,21 @@
+/** The domain's vocabulary: site and device kinds, device statuses, and the metric catalog. */
+
+export { EXTRA_METRICS, type ExtraMetricDefinition, isKnownMetricName } from './extra-metrics.ts';
+export {
+  aggregateAcrossDevices,
+  CORE_METRICS,
+  type CoreMetricName,
+  DEVICE_KINDS,
+  DEVICE_STATUSES,
+  type DeviceKind,
+  type DeviceStatus,
+  findMetric,
+  isInRange,
+  type MetricDefinition,
+  type MetricType,
+  SITE_KINDS,
+  type SiteAggregation,
+  type SiteKind,
+  type StoredPrecision,
+  toStoredPrecision,
+} from './metrics.ts';
