@@ -134,6 +134,8 @@ describe('admin API edge: every bad input is a clear 4xx, and accepted data is s
       ['"metadata":{"serial":12345678901234567890}', 'metadata.serial'],
       ['"metadata":{"rack":{"id":9007199254740993}}', 'metadata.rack.id'],
       ['"metadata":{"tiny":1e-400}', 'metadata.tiny'],
+      // The same key holding a fine 0 elsewhere: the field named is the one that holds the bad number.
+      ['"metadata":{"a":{"x":0},"b":{"x":1e-400}}', 'metadata.b.x'],
     ])('refuses %s with 400 naming the field', async (extra, field) => {
       await expectError(await create(`str-${field.length}`, extra), 400, 'invalid_body', field);
       // The same value in a patch is refused the same way.

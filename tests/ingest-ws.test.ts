@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { waitFor } from '../src/alerting/testing.ts';
 import { DeviceDirectory } from '../src/ingest/device-directory.ts';
 import { LatestStateWriter } from '../src/ingest/latest-state.ts';
 import { IngestPipeline } from '../src/ingest/pipeline.ts';
@@ -205,6 +206,23 @@ describe.each(BACKENDS)('WebSocket ingest on %s', (backend) => {
     expect(await countReadings(service.storage.db, other.site.id)).toBe(0);
   });
 
+  it('lets go of a rotated stream at once even with its window full (its socket paused)', async () => {
+    const other = await createSite(service.url, 'rotating-busy');
+    const client = await StreamClient.connect(service.url, other.token);
+    const open = async () => {
+      const text = await (await fetch(`${service.url}/metrics`)).text();
+      return Number(/^hashwatt_websocket_connections (\S+)$/m.exec(text)?.[1]);
+    };
+    const before = await open();
+    await adminRequest(service.url, 'POST', `/api/v1/sites/${other.site.id}/token`);
+    // More frames than the window: the server pauses the socket while the first ones run.
+    for (let seq = 1; seq <= 8; seq++) client.send({ seq, readings: [asicReading(`x-${seq}`, t0)] });
+    expect(await client.closed()).toBe(1008);
+    // The server reads the peer's answering close frame instead of waiting out ws's 30 s timeout.
+    await waitFor('the server to close the connection', async () => (await open()) === before - 1, 10_000);
+    expect(await countReadings(service.storage.db, other.site.id)).toBe(0);
+  });
+
   it('names the request in the 401 body, honouring a safe X-Request-Id and replacing an unsafe one', async () => {
     const honoured = await refusedUpgrade(service.url, {
       authorization: 'Bearer hw_wrong',
@@ -334,7 +352,13 @@ describe('WebSocket ingest bounds on postgres', () => {
     '%s, holding at most the hard bound plus one reply',
     async (_, bounds: Partial<StreamOptions>, why: RegExp) => {
       const site = await createSite(service.url, `unread-${bounds.maxBufferedReplyBytes ?? 'default'}`);
-      const stream = await startStreamServer(service, { heartbeatMs: 100, ...bounds });
+      // A floor read rate no paused client reaches, so the dead-peer close comes within the test;
+      // the default (8 KiB/s) gives a slow reader minutes for a large backlog.
+      const stream = await startStreamServer(service, {
+        heartbeatMs: 100,
+        minReplyReadBytesPerS: 1024 * 1024 * 1024,
+        ...bounds,
+      });
       try {
         const ws = new WebSocket(stream.url, { headers: { authorization: `Bearer ${site.token}` } });
         await new Promise<void>((resolve, reject) => {

@@ -7,10 +7,9 @@ import type { IngestPipeline } from '../ingest/pipeline.ts';
 import type { Logger } from '../log.ts';
 import { siteRoutes } from '../sites/routes.ts';
 import type { Storage } from '../storage/database.ts';
-import { domainError } from '../storage/errors.ts';
 import { requireAdmin, type SiteAuthenticator } from './auth.ts';
 import { requireBearer } from './bearer.ts';
-import { errorResponse } from './errors.ts';
+import { errorResponse, requestError } from './errors.ts';
 import { acceptRequestId } from './request-id.ts';
 
 /** Fields gathered while a request runs and logged once at its end: one wide event per request. */
@@ -76,22 +75,15 @@ export function createApp(deps: AppDeps) {
   });
 
   app.onError((thrown, c) => {
-    // A client gone mid-request (an aborted upload, a closed socket) makes the body stream fail
-    // with ECONNRESET or "aborted", which would otherwise read as the database being down (503) or
-    // as a bug (500); whatever failed after the client left, it is the client's close (499).
-    const error =
-      c.req.raw.signal.aborted && !(thrown instanceof HashwattError)
-        ? new HashwattError(
-            'client_closed_request',
-            'the client closed the connection before it was answered',
-            {},
-            { cause: thrown },
-          )
-        : domainError(thrown);
+    const error = requestError(c, thrown);
     if (!(error instanceof HashwattError)) {
       deps.logger.error({ err: error, request_id: c.get('requestId'), path: c.req.path }, 'unhandled error');
     } else {
       Object.assign(c.get('event'), { error: error.code });
+      // A client gone is no fault of ours, but what failed after it left may be: keep its cause.
+      if (error.code === 'client_closed_request' && error.cause !== undefined) {
+        Object.assign(c.get('event'), { cause: String(error.cause) });
+      }
       // A value the database refused reached it past the edge's validation: answered 400, but a
       // gap in a route's schema to close, so it is logged as one.
       if (error.code === 'invalid_value' && error.cause !== undefined) {

@@ -8,6 +8,24 @@ export interface ErrorEnvelope {
   error: { code: ErrorCode; message: string; field?: string; request_id?: string; [key: string]: unknown };
 }
 
+/**
+ * The domain error for what a request threw: a client gone mid-request (its signal aborted) is 499
+ * whatever failed after it left, since the body stream then fails with ECONNRESET or "aborted",
+ * which would otherwise read as the database being down (503) or a bug (500). Used by the error
+ * handler and the ingest metric alike, so the two never disagree.
+ */
+export function requestError(c: Context, thrown: unknown): unknown {
+  if (c.req.raw.signal.aborted && !(thrown instanceof HashwattError)) {
+    return new HashwattError(
+      'client_closed_request',
+      'the client closed the connection before it was answered',
+      {},
+      { cause: thrown },
+    );
+  }
+  return domainError(thrown);
+}
+
 /** Renders any thrown value as the error envelope; unexpected errors become a 500 that leaks nothing. */
 export function errorResponse(c: Context, thrown: unknown): Response {
   const error = domainError(thrown);

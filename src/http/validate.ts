@@ -205,24 +205,41 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * UTF-8 is refused rather than decoded to U+FFFD, so what is stored is what was sent.
  */
 export async function readAdminJson(request: Request): Promise<unknown> {
-  const bytes = new Uint8Array(await request.arrayBuffer());
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await request.arrayBuffer());
+  } catch (error) {
+    if (error instanceof HashwattError) throw error;
+    // Only the client ends a body early (a reset, an abort): never the database going away.
+    throw new HashwattError(
+      'client_closed_request',
+      'the client closed the connection before the whole body arrived',
+      {},
+      { cause: error },
+    );
+  }
   let text: string;
   try {
     text = utf8.decode(bytes);
   } catch {
     throw new HashwattError('invalid_encoding', 'the body is not valid UTF-8');
   }
-  let inexact: { key: string; source: string; parsed: number } | undefined;
+  let inexact: { key: string; source: string; holder: unknown } | undefined;
   let value: unknown;
   try {
     // Node's reviver sees each number's source text: a literal a double cannot carry to the database
     // as written (12345678901234567890, 1e-400) is refused instead of stored as another number.
-    value = JSON.parse(text, (key: string, parsed: unknown, context?: { source?: string }) => {
-      if (typeof parsed === 'number' && context?.source !== undefined && !inexact) {
-        if (!isNumberKept(context.source, parsed)) inexact = { key, source: context.source, parsed };
-      }
-      return parsed;
-    });
+    // A function, not an arrow: the reviver's `this` is the object holding the value, which names
+    // the field exactly (a key alone may stand in several places).
+    value = JSON.parse(
+      text,
+      function (this: unknown, key: string, parsed: unknown, context?: { source?: string }) {
+        if (typeof parsed === 'number' && context?.source !== undefined && !inexact) {
+          if (!isNumberKept(context.source, parsed)) inexact = { key, source: context.source, holder: this };
+        }
+        return parsed;
+      },
+    );
   } catch (error) {
     // The reviver recurses: a body nested thousands deep exhausts the stack. Parsed plainly, it
     // is refused by the depth bound of the field that holds it.
@@ -232,7 +249,8 @@ export async function readAdminJson(request: Request): Promise<unknown> {
     value = parsePlain(text);
   }
   if (inexact) {
-    const field = pathOfNumber(value, inexact.key, inexact.parsed) ?? (inexact.key || '(body)');
+    const holderPath = pathOfObject(value, inexact.holder);
+    const field = holderPath ? `${holderPath}.${inexact.key}` : inexact.key || '(body)';
     throw new HashwattError(
       'invalid_body',
       `${field}: the number ${inexact.source.slice(0, 40)} cannot be stored as sent (a double keeps 15 to 17 significant digits and the range ±1.8e308); send it as a string`,
@@ -250,14 +268,13 @@ function parsePlain(text: string): unknown {
   }
 }
 
-/** The dotted path of the first `key` holding `number` in a parsed body (depth-first, bounded). */
-function pathOfNumber(value: unknown, key: string, number: number, depth = 0): string | undefined {
-  if (depth > 64 || typeof value !== 'object' || value === null) return undefined;
-  for (const k of Object.keys(value)) {
-    const child = (value as Record<string, unknown>)[k];
-    if (k === key && Object.is(child, number)) return k;
-    const below = pathOfNumber(child, key, number, depth + 1);
-    if (below !== undefined) return `${k}.${below}`;
+/** The dotted path from `root` to the object `target` ('' for the root itself), depth-bounded. */
+function pathOfObject(root: unknown, target: unknown, depth = 0): string | undefined {
+  if (root === target) return '';
+  if (depth > 64 || typeof root !== 'object' || root === null) return undefined;
+  for (const k of Object.keys(root)) {
+    const below = pathOfObject((root as Record<string, unknown>)[k], target, depth + 1);
+    if (below !== undefined) return below === '' ? k : `${k}.${below}`;
   }
   return undefined;
 }

@@ -3,7 +3,7 @@ import { ERROR_STATUS, HashwattError } from '../errors.ts';
 import type { WideEvent } from '../http/app.ts';
 import { requireSite, type SiteAuthenticator } from '../http/auth.ts';
 import { DECODE_BUDGET, INGEST_BODY_LIMITS, readJsonBody } from '../http/body.ts';
-import { domainError } from '../storage/errors.ts';
+import { requestError } from '../http/errors.ts';
 import { batchReadings } from './envelope.ts';
 import type { AuthenticatedSite, IngestPipeline } from './pipeline.ts';
 
@@ -21,7 +21,7 @@ export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthent
         // Errors are rendered by the app's onError after this; their status is known from the thrown code.
         pipeline.observer.requestCompleted(
           'http',
-          c.error ? statusOf(c.error) : c.res.status,
+          c.error ? statusOf(requestError(c, c.error)) : c.res.status,
           (performance.now() - started) / 1000,
         );
       }
@@ -52,6 +52,5 @@ export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthent
 }
 
 function statusOf(error: unknown): number {
-  const e = domainError(error);
-  return e instanceof HashwattError ? ERROR_STATUS[e.code] : 500;
+  return error instanceof HashwattError ? ERROR_STATUS[error.code] : 500;
 }

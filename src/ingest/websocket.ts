@@ -46,6 +46,11 @@ export interface StreamOptions {
    * with 1008. Only replies of frames already started can land past maxBufferedReplyBytes.
    */
   maxBufferedReplyBytesHard?: number;
+  /**
+   * The slowest reply reading a live agent is assumed to manage (a site on a poor uplink): a backlog
+   * of B bytes is given B / this seconds without visible progress before the peer counts as dead.
+   */
+  minReplyReadBytesPerS?: number;
   heartbeatMs?: number;
   observer?: { connectionsChanged(open: number): void };
 }
@@ -133,6 +138,7 @@ export class StreamServer {
       maxConcurrentAuth: 8,
       maxBufferedReplyBytes: 4 * MIB,
       maxBufferedReplyBytesHard: 16 * MIB,
+      minReplyReadBytesPerS: 8 * 1024,
       heartbeatMs: 30_000,
       ...options,
     };
@@ -289,10 +295,18 @@ export class StreamServer {
     // Closing: start nothing, and leave the socket read so the peer's answering close frame arrives.
     if (ws.readyState !== ws.OPEN) return;
     const backedUp = peer.stalledBeats !== undefined;
+    let waitsForBytes = false;
     while (!backedUp && peer.inFlight < this.#o.maxFramesInFlight && peer.queued.length > 0) {
       const next = peer.queued[0]!;
-      if (this.#bytesInFlight > 0 && this.#bytesInFlight + next.bytes > this.#o.maxBytesInFlight) {
-        this.#waitingForBytes.set(ws, peer);
+      // Oldest waiter first: a connection behind another that waits for bytes does not overtake it,
+      // or a large frame could starve behind a stream of small ones. With nothing in flight,
+      // anything starts, so a frame larger than the bound cannot wedge.
+      const first = this.#waitingForBytes.keys().next().value;
+      const behindOthers = first !== undefined && first !== ws;
+      const over = this.#bytesInFlight + next.bytes > this.#o.maxBytesInFlight;
+      if (this.#bytesInFlight > 0 && (behindOthers || over)) {
+        if (!this.#waitingForBytes.has(ws)) this.#waitingForBytes.set(ws, peer);
+        waitsForBytes = true;
         break;
       }
       peer.queued.shift();
@@ -300,6 +314,7 @@ export class StreamServer {
       this.#bytesInFlight += next.bytes;
       next.settle(true);
     }
+    if (!waitsForBytes) this.#waitingForBytes.delete(ws);
     if (backedUp || peer.inFlight >= this.#o.maxFramesInFlight || peer.queued.length > 0) ws.pause();
     else if (!this.#closing) ws.resume();
   }
@@ -354,11 +369,14 @@ export class StreamServer {
     ws.close(CLOSE_POLICY, reason);
   }
 
-  /** Gives connections held back by the byte bound their turn, longest waiting first. */
+  /**
+   * Gives connections held back by the byte bound their turn, longest waiting first, stopping at
+   * the first that still does not fit: it keeps its place at the head, and nobody overtakes it.
+   */
   #wakeWaitingForBytes(): void {
     for (const [ws, peer] of [...this.#waitingForBytes]) {
-      this.#waitingForBytes.delete(ws);
       this.#startQueued(ws, peer);
+      if (this.#waitingForBytes.has(ws)) break;
     }
   }
 
@@ -374,6 +392,9 @@ export class StreamServer {
       // the write queue, so parsed frames waiting on the database never sit outside its bounds.
       const site = await this.#auth.run(() => this.#o.authenticate(peer.token));
       if (!site || site.id !== peer.site.id) {
+        // Read again so the peer's answering close frame arrives: a paused socket would hold the
+        // handshake (and the agent's reconnect with its new token) until ws's 30 s close timeout.
+        ws.resume();
         ws.close(CLOSE_POLICY, 'token no longer valid');
         throw new HashwattError('unauthorized', 'token no longer valid');
       }
@@ -431,8 +452,15 @@ export class StreamServer {
       if (peer.stalledBeats !== undefined && ws.readyState === ws.OPEN) {
         // Paused for its own unread replies: a peer that takes none of them for this long is dead
         // or stuck, and must not hold the connection (and the replies) forever.
-        if (++peer.stalledBeats > MAX_STALLED_BEATS) {
-          this.#closeUnread(ws, peer, `replies unread for ${MAX_STALLED_BEATS} heartbeats`);
+        // ws reports progress only when a whole write reaches the kernel, and a backed-up socket
+        // writes its replies as one batch: a slow reader taking a large backlog shows none for a
+        // while. So the allowance grows with the backlog, at a floor read rate no live agent is under.
+        const allowedBeats = Math.max(
+          MAX_STALLED_BEATS,
+          Math.ceil(ws.bufferedAmount / (this.#o.minReplyReadBytesPerS * (this.#o.heartbeatMs / 1000))),
+        );
+        if (++peer.stalledBeats > allowedBeats) {
+          this.#closeUnread(ws, peer, `replies unread for ${allowedBeats} heartbeats`);
         }
         continue;
       }
