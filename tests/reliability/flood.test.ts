@@ -45,8 +45,24 @@ describe('reliability: one agent floods, the others keep their share', () => {
 
     // The well-behaved agents: the demo's three sites, HTTP and WebSocket.
     const steady = await startAgents({ url: hashwatt.url });
+    // Event-loop delay, from prom-client's default metrics: each scrape reports the delay since the
+    // previous one. Measured, not asserted: it tells whether steady acks wait on the service's CPU.
+    const loopDelay = async () => {
+      const text = await (await fetch(`${hashwatt.url}/metrics`)).text();
+      const read = (name: string) =>
+        Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN) * 1000;
+      return { p99: read('nodejs_eventloop_lag_p99_seconds'), max: read('nodejs_eventloop_lag_max_seconds') };
+    };
+    await loopDelay();
     await sleep(5_000);
     const baseline = steady.log.acks.map((a) => a.latencyMs);
+    const loopBefore = await loopDelay();
+    const loopDuring: { p99: number; max: number }[] = [];
+    const loopSampler = setInterval(() => {
+      void loopDelay()
+        .then((d) => loopDuring.push(d))
+        .catch(() => {});
+    }, 1_000);
 
     const rss: { atMs: number; mb: number }[] = [];
     const sampler = setInterval(
@@ -74,6 +90,12 @@ describe('reliability: one agent floods, the others keep their share', () => {
     ]);
     const floodEnd = performance.now();
     clearInterval(sampler);
+    clearInterval(loopSampler);
+    const loopP99During = quantile(
+      loopDuring.map((d) => d.p99),
+      0.5,
+    );
+    const loopMaxDuring = Math.max(0, ...loopDuring.map((d) => d.max));
     const half = floodStart + FLOOD_MS / 2;
     const maxOf = (samples: typeof rss) => Math.max(0, ...samples.map((x) => x.mb));
     const maxRss = maxOf(rss);
@@ -103,6 +125,8 @@ describe('reliability: one agent floods, the others keep their share', () => {
           `p50 ${ms(p50)} p99 ${ms(p99)} during it (${latencies.length} batches, p99 ` +
           `${p99 !== null && baselineP99 ? (p99 / baselineP99).toFixed(1) : '-'}× the no-flood p99), ` +
           `refused for overload ${steadyOverloaded}, ` +
+          `event-loop delay p99 ${ms(loopBefore.p99)} before, median of per-second p99 ${ms(loopP99During)} ` +
+          `and max ${ms(loopMaxDuring)} during, ` +
           `retries ${JSON.stringify(retryReasons([steady]))}`,
       ),
     );
