@@ -1,9 +1,11 @@
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
 import { createSite } from '../support/service.ts';
 import { quantile, retryReasons, startAgents } from './support/agents.ts';
 import { diagnose, expectNoCrash, expectNothingLost } from './support/checks.ts';
-import { FloodBatches, floodHttp, floodWebSocket } from './support/flood.ts';
+import type { FloodStats } from './support/flood.ts';
+import type { FloodWorkerInput } from './support/flood-worker.ts';
 import { readStored, stopAndReconcile, summaryLine } from './support/ledger.ts';
 import { HashwattProcess, rssMb, sleep } from './support/process.ts';
 
@@ -70,24 +72,18 @@ describe('reliability: one agent floods, the others keep their share', () => {
       100,
     );
     const floodStart = performance.now();
-    const until = sleep(FLOOD_MS);
     const t0 = Date.now() - 20 * 60_000;
-    const [httpFlood, wsFlood] = await Promise.all([
-      floodHttp({
-        url: hashwatt.url,
-        token,
-        concurrency: 16,
-        batches: new FloodBatches('flood-http', 2_000, 5_000, t0),
-        until,
-      }),
-      floodWebSocket({
-        url: hashwatt.url,
-        token,
-        batches: new FloodBatches('flood-ws', 1_000, 2_000, t0),
-        until,
-        maxBufferedBytes: 16 * 1024 * 1024,
-      }),
-    ]);
+    const input: FloodWorkerInput = { url: hashwatt.url, token, floodMs: FLOOD_MS, t0 };
+    const worker = new Worker(new URL('./support/flood-worker.ts', import.meta.url), { workerData: input });
+    const { http: httpFlood, ws: wsFlood } = await new Promise<{
+      http: FloodStats;
+      ws: FloodStats & { frames: number; answered: number };
+    }>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`flood worker exited (${code}) before it reported`)));
+    });
+    await worker.terminate();
     const floodEnd = performance.now();
     clearInterval(sampler);
     clearInterval(loopSampler);
