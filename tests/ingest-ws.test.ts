@@ -61,7 +61,9 @@ async function startStreamServer(service: RunningService, options: Partial<Strea
   const writer = new GroupCommitWriter({
     storage,
     logger: silentLogger,
-    maxBatchReadings: 5_000,
+    // With the fairness floor below: room for a whole window of 10,000-reading frames, each held
+    // from admission to its (empty) commit.
+    maxBatchReadings: 20_000,
     flushDelayMs: 5,
     queueDelayTargetMs: 500,
     maxQueuedReadings: 100_000,
@@ -74,6 +76,9 @@ async function startStreamServer(service: RunningService, options: Partial<Strea
     writer,
     latest,
     retentionDays: 30,
+    // Room for a whole window of the 10,000-reading frames these tests send: what they bound is
+    // the replies, not the site's share of the write queue (admission.test.ts holds that).
+    fairness: { floorReadings: 50_000 },
   });
   const streams = new StreamServer({
     pipeline,

@@ -276,6 +276,8 @@ export async function readJsonBody(
   limits: BodyLimits,
   budget: DecodeBudget = DECODE_BUDGET,
   holder?: BudgetHolder,
+  /** Where the parse runs: the ingest pipeline's per-site turns; unset, at once. */
+  turn: <T>(work: () => T) => Promise<T> = async (work) => work(),
 ): Promise<{ value: unknown; wireBytes: number; decodedBytes: number }> {
   const type = request.headers.get('content-type') ?? '';
   if (!/^application\/json\s*(;|$)/i.test(type)) {
@@ -294,9 +296,10 @@ export async function readJsonBody(
     const wire = await readWire(request, limits.maxWireBytes, lease);
     if (encoding === 'gzip') {
       const { text, bytes } = await gunzipToText(wire, limits.maxDecodedBytes, lease);
-      return { value: parseJson(text), wireBytes: wire.length, decodedBytes: bytes };
+      return { value: await turn(() => parseJson(text)), wireBytes: wire.length, decodedBytes: bytes };
     }
-    return { value: parseJson(decodeUtf8(wire)), wireBytes: wire.length, decodedBytes: wire.length };
+    const value = await turn(() => parseJson(decodeUtf8(wire)));
+    return { value, wireBytes: wire.length, decodedBytes: wire.length };
   } finally {
     lease.releaseAll();
   }

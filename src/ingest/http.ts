@@ -35,6 +35,7 @@ export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthent
         INGEST_BODY_LIMITS,
         DECODE_BUDGET,
         site.id,
+        (work) => pipeline.turn(site.id, work),
       );
       const readings = batchReadings(value);
       // The batch is held as parsed objects, so it is charged to the write queue by its decoded size.

@@ -5,6 +5,7 @@ import { type QueueLoad, SiteAdmission, type SiteAdmissionOptions } from './admi
 import type { DeviceDirectory } from './device-directory.ts';
 import type { LatestStateWriter } from './latest-state.ts';
 import { countSamples, type Rejection, validateReadings } from './reading.ts';
+import { SiteTurns } from './site-turns.ts';
 import type { GroupCommitWriter } from './writer.ts';
 
 /** The transports that feed the pipeline; a label on every ingest metric. */
@@ -58,6 +59,7 @@ export interface PipelineOptions {
 export class IngestPipeline {
   readonly #o: Required<Omit<PipelineOptions, 'fairness'>>;
   readonly #admission: SiteAdmission;
+  readonly #turns = new SiteTurns();
   #closing = false;
 
   constructor(options: PipelineOptions) {
@@ -96,6 +98,14 @@ export class IngestPipeline {
     return { readings: this.#o.writer.queueLimit, bytes: this.#o.writer.maxQueuedBytes };
   }
 
+  /**
+   * Runs synchronous CPU work of a site's batch (a transport's parse) in the sites' turns, the same
+   * turns validation takes, so under overload no site's parsing queues another's behind all of its own.
+   */
+  turn<T>(siteId: number, work: () => T): Promise<T> {
+    return this.#turns.run(siteId, work);
+  }
+
   /** Ingests one batch for a site. Throws HashwattError 429/503 when nothing of it was stored. */
   async ingest(
     site: AuthenticatedSite,
@@ -120,7 +130,9 @@ export class IngestPipeline {
     const releaseShare = this.#admission.hold(site.id, load);
     try {
       const nowMs = this.#o.now();
-      const checked = validateReadings(raw, { nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) });
+      const checked = await this.#turns.run(site.id, () =>
+        validateReadings(raw, { nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) }),
+      );
       const { records, rejected } = await directory.resolve(site.id, checked.valid, nowMs);
       const duplicate = await writer.write(reservation, records);
       this.#o.latest.offer(records);

@@ -400,13 +400,20 @@ export class StreamServer {
       }
       // The queue may have filled during the lookup.
       this.#o.pipeline.admit(site, data.length);
-      const value = parseJson(data.toString('utf8'));
-      seq = frameSeq(value);
-      if (seq === undefined)
-        throw new HashwattError('invalid_body', '"seq" must be a non-negative integer', { field: 'seq' });
-      const readings = batchReadings(value, ['seq']);
-      const result = await this.#o.pipeline.ingest(site, readings, data.length, 'ws');
-      return { ack: seq, ...result };
+      // Parsed in the site's turn; the ingest call inside it reserves the frame's room in the write
+      // queue before the turn ends, so a parsed frame never waits outside the queue's bounds.
+      const { ack, pending } = await this.#o.pipeline.turn(site.id, () => {
+        const value = parseJson(data.toString('utf8'));
+        seq = frameSeq(value);
+        if (seq === undefined)
+          throw new HashwattError('invalid_body', '"seq" must be a non-negative integer', { field: 'seq' });
+        const readings = batchReadings(value, ['seq']);
+        const ingesting = this.#o.pipeline.ingest(site, readings, data.length, 'ws');
+        // Awaited just below; marked handled here, as a refusal (429) rejects before that await runs.
+        ingesting.catch(() => {});
+        return { ack: seq, pending: ingesting };
+      });
+      return { ack, ...(await pending) };
     } catch (error) {
       return this.#errorReply(peer, seq, error);
     }
