@@ -29,7 +29,7 @@ interface Scale {
   probes: number;
 }
 
-const FULL: Scale = { devices: 10_000, preloadSteps: 48, runSteps: 2, rounds: 3, probes: 5 };
+const FULL: Scale = { devices: 30_000, preloadSteps: 48, runSteps: 2, rounds: 3, probes: 5 };
 const QUICK: Scale = { devices: 2_000, preloadSteps: 12, runSteps: 1, rounds: 2, probes: 3 };
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' } } });
@@ -143,7 +143,8 @@ interface Reading {
 }
 
 function coreValues(device: number, step: number): Partial<Record<CoreColumn, number | string>> {
-  const v = (base: number, spread: number) => Math.round((base + ((device * 7 + step * 13) % 100) * spread) * 100) / 100;
+  const v = (base: number, spread: number) =>
+    Math.round((base + ((device * 7 + step * 13) % 100) * spread) * 100) / 100;
   return kindOf(device) === 'asic'
     ? {
         power_w: v(3200, 5),
@@ -153,12 +154,20 @@ function coreValues(device: number, step: number): Partial<Record<CoreColumn, nu
         fan_rpm: v(4000, 20),
         status: 'ok',
       }
-    : { power_w: v(500, 2), temp_c: v(50, 0.3), gpu_util_pct: v(0, 1), gpu_mem_used_bytes: 4e10 + device, status: 'ok' };
+    : {
+        power_w: v(500, 2),
+        temp_c: v(50, 0.3),
+        gpu_util_pct: v(0, 1),
+        gpu_mem_used_bytes: 4e10 + device,
+        status: 'ok',
+      };
 }
 
 function extraValues(device: number, step: number): number[] {
   return SLOTS[kindOf(device)].map((s, i) =>
-    s.counter ? (step + 1000) * 1000 + device + i : Math.round((40 + ((device + step * 3 + i * 11) % 500) / 10) * 100) / 100,
+    s.counter
+      ? (step + 1000) * 1000 + device + i
+      : Math.round((40 + ((device + step * 3 + i * 11) % 500) / 10) * 100) / 100,
   );
 }
 
@@ -183,7 +192,9 @@ function fleetStep(k: number): Reading[][] {
 function half(rows: readonly Reading[], first: boolean): Reading[] {
   return rows.map((r) => ({
     ...r,
-    core: Object.fromEntries(Object.entries(r.core).filter(([c]) => FIRST_HALF.has(c as CoreColumn) === first)),
+    core: Object.fromEntries(
+      Object.entries(r.core).filter(([c]) => FIRST_HALF.has(c as CoreColumn) === first),
+    ),
   }));
 }
 
@@ -243,10 +254,11 @@ const CORE_FILL = fillInTail(CORE.map(([c]) => c));
 /**
  * Which sent samples were duplicates, for the rows of a batch that were not freshly inserted. Read
  * under FOR UPDATE, so the stored values cannot change before the fill-in that follows; bit i of
- * `had` is set when core column i already had a value.
+ * `had` is set when core column i already had a value (each shift is parenthesised: `|` and `<<`
+ * share one precedence level in PostgreSQL).
  */
 const LOCK_MASK_SQL = `
-  SELECT u.o::int AS o, (${CORE.map(([c], i) => `(r.${c} IS NOT NULL)::int << ${i}`).join(' | ')}) AS had
+  SELECT u.o::int AS o, (${CORE.map(([c], i) => `((r.${c} IS NOT NULL)::int << ${i})`).join(' | ')}) AS had
   FROM unnest($1::int[], $2::int[], $3::float8[]) WITH ORDINALITY AS u(s, d, t, o)
   JOIN %T r ON r.site_id = u.s AND r.ts = to_timestamp(u.t / 1000.0) AND r.device_id = u.d
   WHERE r.xmin <> pg_current_xact_id()::xid
@@ -262,7 +274,8 @@ function updateFillSql(table: string): string {
 /** Per input row, a bitmask over CORE of the sent samples that were duplicates. */
 type DupMasks = number[];
 
-const sentMask = (r: Reading): number => CORE.reduce((m, [c], i) => (r.core[c] === undefined ? m : m | (1 << i)), 0);
+const sentMask = (r: Reading): number =>
+  CORE.reduce((m, [c], i) => (r.core[c] === undefined ? m : m | (1 << i)), 0);
 
 /** Today's write: DO NOTHING, and on a short count the xmin lookup (whole rows are duplicates). */
 async function writeDoNothing(c: pg.Client, table: string, rows: Reading[]): Promise<DupMasks> {
@@ -279,22 +292,32 @@ async function writeDoNothing(c: pg.Client, table: string, rows: Reading[]): Pro
   return rows.map((r, i) => (fresh.has(i) ? 0 : sentMask(r)));
 }
 
+/** The fill-in upsert alone: stores per sample correctly, reports no duplicates (the floor of its cost). */
+async function writeFillInOnly(c: pg.Client, table: string, rows: Reading[]): Promise<DupMasks> {
+  await c.query(insertSql(table, CORE_FILL), [...keyParams(rows), ...coreParams(rows)]);
+  return rows.map(() => 0);
+}
+
 /**
- * One statement: the fill-in upsert, answering with two counts. Only when not every row was a
- * fresh insert does a lookup compare stored with sent values: a row this transaction did not touch
- * was a pure repeat; in a row it filled, a sample whose stored value differs from the sent one was a
- * duplicate. A duplicate sent with the very value already stored next to a new sample of the same
- * row cannot be told from a fill (PostgreSQL 15 cannot RETURN the old row; 18 can with OLD).
+ * The fill-in upsert, then a count of the batch's rows that were not freshly inserted by this
+ * transaction (xmin another transaction's, or xmax set: ON CONFLICT DO UPDATE leaves the row locked
+ * by us). RETURNING xmax would save that statement, but PostgreSQL 15 refuses system columns in
+ * RETURNING on a partitioned table ("cannot retrieve a system column in this context"). Only when
+ * the count is not zero does a lookup compare stored with sent values: a row this transaction did not
+ * touch was a pure repeat; in a row it filled, a sample whose stored value differs from the sent one
+ * was a duplicate. A duplicate sent with the very value already stored, next to a new sample of the
+ * same row, cannot be told from a fill (PostgreSQL 15 cannot RETURN the old row; 18 can with OLD).
  */
 async function writeFillIn(c: pg.Client, table: string, rows: Reading[]): Promise<DupMasks> {
   const params = [...keyParams(rows), ...coreParams(rows)];
-  const res = await c.query<{ affected: number; updated: number }>(
-    `WITH w AS (${insertSql(table, CORE_FILL, 'RETURNING xmax')})
-     SELECT count(*)::int AS affected, count(*) FILTER (WHERE xmax::text <> '0')::int AS updated FROM w`,
-    params,
+  await c.query(insertSql(table, CORE_FILL), params);
+  const touched = await c.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM unnest($1::int[], $2::int[], $3::float8[]) AS u(s, d, t)
+     JOIN ${table} r ON r.site_id = u.s AND r.ts = to_timestamp(u.t / 1000.0) AND r.device_id = u.d
+     WHERE r.xmin <> pg_current_xact_id()::xid OR r.xmax::text <> '0'`,
+    params.slice(0, 3),
   );
-  const { affected, updated } = res.rows[0]!;
-  if (affected === rows.length && updated === 0) return rows.map(() => 0);
+  if (touched.rows[0]!.n === 0) return rows.map(() => 0);
   const stored = await c.query<Record<string, number | string | null> & { o: number; mine: boolean }>(
     `SELECT u.o::int AS o, r.xmin = pg_current_xact_id()::xid AS mine, ${CORE.map(([c]) => `r.${c}`).join(', ')}
      FROM unnest($1::int[], $2::int[], $3::float8[]) WITH ORDINALITY AS u(s, d, t, o)
@@ -326,7 +349,10 @@ async function writeHybrid(c: pg.Client, table: string, rows: Reading[]): Promis
   const res = await c.query(insertSql(table, 'ON CONFLICT DO NOTHING'), params);
   const masks = rows.map(() => 0);
   if (res.rowCount === rows.length) return masks;
-  const had = await c.query<{ o: number; had: number }>(LOCK_MASK_SQL.replace('%T', table), params.slice(0, 3));
+  const had = await c.query<{ o: number; had: number }>(
+    LOCK_MASK_SQL.replace('%T', table),
+    params.slice(0, 3),
+  );
   const fill: Reading[] = [];
   for (const row of had.rows) {
     const r = rows[row.o - 1]!;
@@ -338,11 +364,67 @@ async function writeHybrid(c: pg.Client, table: string, rows: Reading[]): Promis
   return masks;
 }
 
+const HAD_MASK = CORE.map(([c], i) => `((r.${c} IS NOT NULL)::int << ${i})`).join(' | ');
+
+/**
+ * As writeHybrid, but optimistic instead of locking: read which columns the conflicting rows
+ * already have without a lock, then fill in only where the stored mask is still the one read
+ * (UPDATE re-checks its WHERE on the newest row version). A row filled concurrently in between is
+ * read again. Pure repeats then cost a read and no write; exact per sample like writeHybrid.
+ */
+async function writeOptimistic(c: pg.Client, table: string, rows: Reading[]): Promise<DupMasks> {
+  const res = await c.query(insertSql(table, 'ON CONFLICT DO NOTHING'), [
+    ...keyParams(rows),
+    ...coreParams(rows),
+  ]);
+  const masks = rows.map(() => 0);
+  if (res.rowCount === rows.length) return masks;
+  let pending = rows.map((_, i) => i);
+  while (pending.length > 0) {
+    const sub = pending.map((i) => rows[i]!);
+    const had = await c.query<{ o: number; had: number }>(
+      `SELECT u.o::int AS o, (${HAD_MASK}) AS had
+       FROM unnest($1::int[], $2::int[], $3::float8[]) WITH ORDINALITY AS u(s, d, t, o)
+       JOIN ${table} r ON r.site_id = u.s AND r.ts = to_timestamp(u.t / 1000.0) AND r.device_id = u.d
+       WHERE r.xmin <> pg_current_xact_id()::xid`,
+      keyParams(sub),
+    );
+    const fill: Reading[] = [];
+    const fillIndex: number[] = [];
+    const fillHad: number[] = [];
+    for (const row of had.rows) {
+      const i = pending[row.o - 1]!;
+      const sent = sentMask(rows[i]!);
+      masks[i] = sent & row.had;
+      if ((sent & ~row.had) !== 0) {
+        fill.push(rows[i]!);
+        fillIndex.push(i);
+        fillHad.push(row.had);
+      }
+    }
+    if (fill.length === 0) break;
+    const n = CORE.length + 4;
+    const updated = await c.query<{ o: number }>(
+      `UPDATE ${table} r SET ${CORE.map(([c], i) => `${c} = COALESCE(r.${c}, u.c${i})`).join(', ')}
+       FROM unnest($1::int[], $2::int[], $3::float8[], ${UNNEST_CORE}, $${n}::int[], $${n + 1}::int[])
+         AS u(s, d, t, ${U_CORE}, had, o)
+       WHERE r.site_id = u.s AND r.ts = to_timestamp(u.t / 1000.0) AND r.device_id = u.d AND (${HAD_MASK}) = u.had
+       RETURNING u.o`,
+      [...keyParams(fill), ...coreParams(fill), lit(fillHad), lit(fill.map((_, j) => j + 1))],
+    );
+    const done = new Set(updated.rows.map((r) => r.o - 1));
+    pending = fillIndex.filter((_, j) => !done.has(j));
+  }
+  return masks;
+}
+
 type Writer = (c: pg.Client, table: string, rows: Reading[]) => Promise<DupMasks>;
 const IDEM_VARIANTS: [string, Writer][] = [
   ['DO NOTHING (today)', writeDoNothing],
-  ['fill-in upsert, one statement', writeFillIn],
+  ['fill-in upsert, row count only (no duplicate report)', writeFillInOnly],
+  ['fill-in upsert + xmin/xmax check (lookup on a non-zero count)', writeFillIn],
   ['DO NOTHING + lock/fill-in on a short count', writeHybrid],
+  ['DO NOTHING + optimistic fill-in on a short count', writeOptimistic],
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -421,7 +503,10 @@ async function writeKindTables(c: pg.Client, rows: Reading[]): Promise<void> {
     const mine = rows.filter((r) => kindOf(r.device) === kind);
     if (mine.length === 0) continue;
     const slots = SLOTS[kind];
-    await c.query(KIND_SQL[kind], [...keyParams(mine), ...slots.map((_, i) => lit(mine.map((r) => r.extras[i])))]);
+    await c.query(KIND_SQL[kind], [
+      ...keyParams(mine),
+      ...slots.map((_, i) => lit(mine.map((r) => r.extras[i]))),
+    ]);
   }
 }
 
@@ -467,6 +552,8 @@ function machineBusyUs(): number {
 
 interface Measured {
   seconds: number;
+  /** Cluster-wide WAL written during the run (other databases' writes included). */
+  walBytes: number;
   pgCpuUs: number;
   /** Cores used by everything on the machine that is neither this process nor its two backends. */
   otherLoad: number;
@@ -474,6 +561,12 @@ interface Measured {
 
 /** Runs one job per connection in parallel (each its batches in transactions) and times the whole. */
 async function measure(conns: Conn[], jobs: ((c: pg.Client) => Promise<void>)[]): Promise<Measured> {
+  const lsn = async () =>
+    Number(
+      (await conns[0]!.client.query<{ b: string }>(`SELECT pg_current_wal_lsn() - '0/0'::pg_lsn AS b`))
+        .rows[0]!.b,
+    );
+  const wal0 = await lsn();
   const pg0 = conns.reduce((a, c) => a + processCpuUs(c.pid), 0);
   const me0 = process.cpuUsage();
   const busy0 = machineBusyUs();
@@ -483,7 +576,8 @@ async function measure(conns: Conn[], jobs: ((c: pg.Client) => Promise<void>)[])
   const pgCpuUs = conns.reduce((a, c) => a + processCpuUs(c.pid), 0) - pg0;
   const me = process.cpuUsage(me0);
   const other = machineBusyUs() - busy0 - pgCpuUs - me.user - me.system;
-  return { seconds, pgCpuUs, otherLoad: Math.max(0, other / 1e6 / seconds) };
+  const walBytes = (await lsn()) - wal0;
+  return { seconds, pgCpuUs, walBytes, otherLoad: Math.max(0, other / 1e6 / seconds) };
 }
 
 /** Splits batches over two connections, each batch its own transaction. */
@@ -530,9 +624,11 @@ async function count(c: pg.Client, table: string): Promise<number> {
 const DAY_LO = new Date(BASE_MS).toISOString();
 const DAY_HI = new Date(BASE_MS + DAY_MS).toISOString();
 
-async function partitioned(c: pg.Client, table: string, columns: string): Promise<void> {
+async function partitioned(c: pg.Client, table: string, columns: string, storage = ''): Promise<void> {
   await c.query(`CREATE TABLE ${table} (${columns}) PARTITION BY RANGE (ts)`);
-  await c.query(`CREATE TABLE ${table}_p20260105 PARTITION OF ${table} FOR VALUES FROM ('${DAY_LO}') TO ('${DAY_HI}')`);
+  await c.query(
+    `CREATE TABLE ${table}_p20260105 PARTITION OF ${table} FOR VALUES FROM ('${DAY_LO}') TO ('${DAY_HI}') ${storage}`,
+  );
 }
 
 const CORE_COLUMNS = `site_id int NOT NULL, device_id int NOT NULL, ts timestamptz NOT NULL,
@@ -558,6 +654,8 @@ async function setup(c: pg.Client): Promise<void> {
   await c.query(`CREATE TYPE device_status AS ENUM ('ok', 'curtailed', 'idle', 'error', 'offline')`);
   await c.query(`SET maintenance_work_mem = '512MB'`);
   for (const t of ['idem', 'core_ac']) await partitioned(c, t, CORE_COLUMNS);
+  // The same core table with room on each page, to see whether fill-in updates can stay HOT.
+  await partitioned(c, 'idem_ff', CORE_COLUMNS, 'WITH (fillfactor = 80)');
   await partitioned(c, 'core_b', `${CORE_COLUMNS}, extras jsonb`);
   await partitioned(
     c,
@@ -573,7 +671,9 @@ async function setup(c: pg.Client): Promise<void> {
   }
   await c.query(`CREATE TABLE dev AS SELECT d, 1 + (d - 1) / ${DEVICES_PER_SITE} AS site, d % 10 = 0 AS gpu
     FROM generate_series(1, ${S.devices}) d`);
-  await c.query('CREATE TABLE slot (gpu bool, metric_id smallint, idx smallint, key text, counter bool, n int)');
+  await c.query(
+    'CREATE TABLE slot (gpu bool, metric_id smallint, idx smallint, key text, counter bool, n int)',
+  );
   for (const kind of ['asic', 'gpu'] as const) {
     for (const [n, s] of SLOTS[kind].entries()) {
       await c.query('INSERT INTO slot VALUES ($1, $2, $3, $4, $5, $6)', [
@@ -590,7 +690,9 @@ async function setup(c: pg.Client): Promise<void> {
   const ts = `to_timestamp((${BASE_MS} + s::float8 * ${stepMs} + (dv.d * 37) % ${STEP_MS}) / 1000.0)`;
   const fleet = `FROM generate_series(0, ${S.preloadSteps - 1}) s CROSS JOIN dev dv`;
   for (const t of ['idem', 'core_ac']) {
-    await c.query(`INSERT INTO ${t} SELECT dv.site, dv.d, ${ts}, ${CORE_GEN} ${fleet} ORDER BY s, dv.site, dv.d`);
+    await c.query(
+      `INSERT INTO ${t} SELECT dv.site, dv.d, ${ts}, ${CORE_GEN} ${fleet} ORDER BY s, dv.site, dv.d`,
+    );
   }
   await c.query(`INSERT INTO core_b SELECT dv.site, dv.d, ${ts}, ${CORE_GEN},
       (SELECT jsonb_object_agg(sl.key, CASE WHEN sl.counter THEN (s * 1000 + dv.d)::float8
@@ -604,7 +706,7 @@ async function setup(c: pg.Client): Promise<void> {
     await c.query(`INSERT INTO ${kind}_extras SELECT dv.site, dv.d, ${ts}, ${SLOTS[kind].map(genValue).join(', ')}
       ${fleet} WHERE dv.gpu = ${kind === 'gpu'} ORDER BY s, dv.site, dv.d`);
   }
-  for (const t of ['idem', 'core_ac', 'core_b', 'asic_extras', 'gpu_extras']) {
+  for (const t of ['idem', 'idem_ff', 'core_ac', 'core_b', 'asic_extras', 'gpu_extras']) {
     await c.query(`ALTER TABLE ${t} ADD PRIMARY KEY (site_id, ts, device_id)`);
   }
   await c.query('ALTER TABLE extras_narrow ADD PRIMARY KEY (site_id, ts, device_id, metric_id, idx)');
@@ -633,7 +735,7 @@ async function handCheck(c: pg.Client): Promise<HandCase[]> {
   const expected = ['1:power_w', '1:temp_c', '3:power_w'];
   for (const [variant, write] of IDEM_VARIANTS) {
     await c.query('DROP TABLE IF EXISTS hand');
-    await c.query(`CREATE TABLE hand (${CORE_COLUMNS}, PRIMARY KEY (site_id, ts, device_id))`);
+    await partitioned(c, 'hand', `${CORE_COLUMNS}, PRIMARY KEY (site_id, ts, device_id)`);
     await c.query('BEGIN');
     await write(c, 'hand', [
       { site: 1, device: 1, ts: T, core: { power_w: 100, temp_c: 60 }, extras: [] },
@@ -674,6 +776,7 @@ interface IdemRow {
   scenario: string;
   rowsPerS: number[];
   pgUsPerRow: number[];
+  walBytesPerRow: number[];
   otherLoad: number[];
   duplicatesReported: number;
   samplesSent: number;
@@ -683,34 +786,50 @@ let idemStep = 0;
 async function partOne(conns: Conn[]): Promise<{ rows: IdemRow[]; splitComplete: Record<string, number> }> {
   const table = new Map<string, IdemRow>();
   const splitComplete: Record<string, number> = {};
-  const record = (variant: string, scenario: string, rows: number, m: Measured, masks: DupMasks[], sent: number) => {
+  const record = (
+    variant: string,
+    scenario: string,
+    rows: number,
+    m: Measured,
+    masks: DupMasks[],
+    sent: number,
+  ) => {
     const key = `${variant}|${scenario}`;
     const row = table.get(key) ?? {
       variant,
       scenario,
       rowsPerS: [],
       pgUsPerRow: [],
+      walBytesPerRow: [],
       otherLoad: [],
       duplicatesReported: 0,
       samplesSent: 0,
     };
     row.rowsPerS.push(rows / m.seconds);
     row.pgUsPerRow.push(m.pgCpuUs / rows);
+    row.walBytesPerRow.push(m.walBytes / rows);
     row.otherLoad.push(m.otherLoad);
     row.duplicatesReported += masks.flat().reduce((a, x) => a + popcount(x), 0);
     row.samplesSent += sent;
     table.set(key, row);
   };
   for (let round = 0; round < S.rounds; round++) {
-    const order = [...IDEM_VARIANTS.slice(round % 3), ...IDEM_VARIANTS.slice(0, round % 3)];
-    for (const [variant, write] of order) {
+    const all: [string, Writer, string][] = [
+      ...IDEM_VARIANTS.map(([v, w]): [string, Writer, string] => [v, w, 'idem']),
+      ['DO NOTHING + optimistic fill-in on a short count, fillfactor 80', writeOptimistic, 'idem_ff'],
+    ];
+    const order = [...all.slice(round % all.length), ...all.slice(0, round % all.length)];
+    for (const [variant, write, target] of order) {
       const steps: Reading[][] = [];
-      for (let k = 0; k < S.runSteps; k++) steps.push(...fleetStep(idemStep++));
+      for (let k = 0; k < 2 * S.runSteps; k++) steps.push(...fleetStep(idemStep++));
       const n = steps.reduce((a, b) => a + b.length, 0);
       const samples = (bs: Reading[][]) => bs.flat().reduce((a, r) => a + popcount(sentMask(r)), 0);
       const collect = () => {
         const masks: DupMasks[] = [];
-        return { masks, w: async (c: pg.Client, rows: Reading[]) => masks.push(await write(c, 'idem', rows)) };
+        return {
+          masks,
+          w: async (c: pg.Client, rows: Reading[]) => masks.push(await write(c, target, rows)),
+        };
       };
       let k = collect();
       let m = await measure(conns, twoJobs(steps, k.w));
@@ -721,7 +840,7 @@ async function partOne(conns: Conn[]): Promise<{ rows: IdemRow[]; splitComplete:
 
       const split: Reading[][] = [];
       const k0 = idemStep;
-      for (let s = 0; s < S.runSteps; s++) split.push(...fleetStep(idemStep++));
+      for (let s = 0; s < 2 * S.runSteps; s++) split.push(...fleetStep(idemStep++));
       const first = split.map((b) => half(b, true));
       const second = split.map((b) => half(b, false));
       k = collect();
@@ -733,7 +852,7 @@ async function partOne(conns: Conn[]): Promise<{ rows: IdemRow[]; splitComplete:
       const lo = new Date(LIVE_MS + k0 * STEP_MS).toISOString();
       const hi = new Date(LIVE_MS + idemStep * STEP_MS).toISOString();
       const { rows } = await conns[0]!.client.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM idem WHERE ts >= $1 AND ts < $2 AND power_w IS NOT NULL
+        `SELECT count(*)::int AS n FROM ${target} WHERE ts >= $1 AND ts < $2 AND power_w IS NOT NULL
            AND (hashrate_ths IS NOT NULL OR gpu_util_pct IS NOT NULL)`,
         [lo, hi],
       );
@@ -750,6 +869,26 @@ function popcount(x: number): number {
   return n;
 }
 
+/** How many of the fill-in updates were HOT (no new index entry) on the part-1 table. */
+async function updateStats(
+  conns: Conn[],
+  partition: string,
+): Promise<{ updates: number; hot: number; dead: number }> {
+  for (const conn of conns) await conn.client.query('SELECT pg_stat_force_next_flush()');
+  for (const conn of conns) await conn.client.query('SELECT 1');
+  const reader = await connect(DB_NAME);
+  try {
+    const { rows } = await reader.client.query<{ updates: number; hot: number; dead: number }>(
+      `SELECT n_tup_upd::int AS updates, n_tup_hot_upd::int AS hot, n_dead_tup::int AS dead
+       FROM pg_stat_user_tables WHERE relname = $1`,
+      [partition],
+    );
+    return rows[0] ?? { updates: 0, hot: 0, dead: 0 };
+  } finally {
+    await reader.client.end();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Part 2: extras storage
 
@@ -758,6 +897,7 @@ interface ShapeResult {
   readingsPerS: number[];
   samplesPerS: number[];
   pgUsPerReading: number[];
+  walBytesPerReading: number[];
   otherLoad: number[];
   repeatReadingsPerS: number[];
   bytesPerExtraSampleInserted: number;
@@ -775,7 +915,8 @@ interface Probe {
 }
 
 async function extrasBytes(c: pg.Client, shape: string): Promise<{ bytes: number; samples: number }> {
-  if (shape.startsWith('A')) return { bytes: await sizeOf(c, 'extras_narrow'), samples: await count(c, 'extras_narrow') };
+  if (shape.startsWith('A'))
+    return { bytes: await sizeOf(c, 'extras_narrow'), samples: await count(c, 'extras_narrow') };
   if (shape.startsWith('C')) {
     const a = await count(c, 'asic_extras');
     const g = await count(c, 'gpu_extras');
@@ -794,10 +935,9 @@ async function extrasBytes(c: pg.Client, shape: string): Promise<{ bytes: number
 
 async function explain(c: pg.Client, sql: string, params: unknown[]): Promise<Probe> {
   await c.query(sql, params); // warm: the figures are for a cached page set
-  const { rows } = await c.query<{ 'QUERY PLAN': [{ Plan: Record<string, number>; 'Execution Time': number }] }>(
-    `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${sql}`,
-    params,
-  );
+  const { rows } = await c.query<{
+    'QUERY PLAN': [{ Plan: Record<string, number>; 'Execution Time': number }];
+  }>(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${sql}`, params);
   const plan = rows[0]!['QUERY PLAN'][0];
   return {
     ms: plan['Execution Time'],
@@ -830,7 +970,11 @@ async function probes(c: pg.Client, shape: string): Promise<{ deviceDay: Probe; 
       const device = (site - 1) * DEVICES_PER_SITE + 1 + ((p * 7) % 9); // an ASIC (never a multiple of 10)
       got.push(await explain(c, probeSql(shape, scope), [site, device]));
     }
-    return { ms: median(got.map((g) => g.ms)), pages: median(got.map((g) => g.pages)), rows: median(got.map((g) => g.rows)) };
+    return {
+      ms: median(got.map((g) => g.ms)),
+      pages: median(got.map((g) => g.pages)),
+      rows: median(got.map((g) => g.rows)),
+    };
   };
   return { deviceDay: await pick('device')(), siteHour: await pick('site')() };
 }
@@ -847,6 +991,7 @@ async function partTwo(conns: Conn[]): Promise<ShapeResult[]> {
       readingsPerS: [],
       samplesPerS: [],
       pgUsPerReading: [],
+      walBytesPerReading: [],
       otherLoad: [],
       repeatReadingsPerS: [],
       bytesPerExtraSampleInserted: 0,
@@ -870,6 +1015,7 @@ async function partTwo(conns: Conn[]): Promise<ShapeResult[]> {
       r.readingsPerS.push(n / m.seconds);
       r.samplesPerS.push(samples / m.seconds);
       r.pgUsPerReading.push(m.pgCpuUs / n);
+      r.walBytesPerReading.push(m.walBytes / n);
       r.otherLoad.push(m.otherLoad);
       const again = await measure(conns, twoJobs(batches, write));
       r.repeatReadingsPerS.push(n / again.seconds);
@@ -919,6 +1065,10 @@ try {
   console.error(`  preload ${preloadSeconds.toFixed(0)} s`);
   const hand = await handCheck(c);
   const idem = await partOne(conns);
+  const hot = {
+    fillfactor100: await updateStats(conns, 'idem_p20260105'),
+    fillfactor80: await updateStats(conns, 'idem_ff_p20260105'),
+  };
   const shapes = await partTwo(conns);
   const result = {
     measured: new Date().toISOString(),
@@ -947,7 +1097,7 @@ try {
     },
     preloadSeconds,
     handCheck: hand,
-    idempotency: idem,
+    idempotency: { ...idem, updatesOfIdemPartition: hot },
     extras: shapes,
   };
   mkdirSync('bench/results', { recursive: true });
@@ -955,25 +1105,37 @@ try {
   writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
 
   console.log(`## Hand-checked case\n`);
-  for (const h of hand) console.log(`- ${h.variant}: expected ${h.expected.join(' ')}; got ${h.got.join(' ') || '(none)'} → ${h.correct ? 'correct' : 'WRONG'}`);
-  console.log(`\n## Per-sample idempotency (${fmt(S.devices)} devices, 5k batches, 2 conns, median of ${S.rounds})\n`);
-  console.log('| variant | scenario | rows/s | PG µs/row | other load (cores) | duplicates reported / samples sent |');
-  console.log('|---|---|---|---|---|---|');
+  for (const h of hand)
+    console.log(
+      `- ${h.variant}: expected ${h.expected.join(' ')}; got ${h.got.join(' ') || '(none)'} → ${h.correct ? 'correct' : 'WRONG'}`,
+    );
+  console.log(
+    `\n## Per-sample idempotency (${fmt(S.devices)} devices, 5k batches, 2 conns, median of ${S.rounds})\n`,
+  );
+  console.log(
+    '| variant | scenario | rows/s | PG µs/row | WAL B/row | other load (cores) | duplicates reported / samples sent |',
+  );
+  console.log('|---|---|---|---|---|---|---|');
   for (const r of idem.rows) {
     console.log(
-      `| ${r.variant} | ${r.scenario} | ${fmt(median(r.rowsPerS))} | ${median(r.pgUsPerRow).toFixed(2)} | ${median(r.otherLoad).toFixed(2)} | ${fmt(r.duplicatesReported)} / ${fmt(r.samplesSent)} |`,
+      `| ${r.variant} | ${r.scenario} | ${fmt(median(r.rowsPerS))} | ${median(r.pgUsPerRow).toFixed(2)} | ${fmt(median(r.walBytesPerRow))} | ${median(r.otherLoad).toFixed(2)} | ${fmt(r.duplicatesReported)} / ${fmt(r.samplesSent)} |`,
     );
   }
+  for (const [ff, h] of Object.entries(hot))
+    console.log(
+      `\nupdates on the part-1 partition (${ff}): ${h.updates} (${h.hot} HOT), dead tuples ${h.dead}`,
+    );
   console.log('\nrows complete after the split (both halves stored):');
-  for (const [v, share] of Object.entries(idem.splitComplete)) console.log(`- ${v}: ${(share * 100).toFixed(1)} %`);
+  for (const [v, share] of Object.entries(idem.splitComplete))
+    console.log(`- ${v}: ${(share * 100).toFixed(1)} %`);
   console.log(`\n## Extra metrics storage (median of ${S.rounds})\n`);
   console.log(
-    '| shape | readings/s | samples/s (core + extra) | PG µs/reading | retry readings/s | B/extra sample (inserted) | B/extra sample (whole) | device 24 h: ms / pages / rows | site 1 h: ms / pages / rows |',
+    '| shape | readings/s | samples/s (core + extra) | PG µs/reading | WAL B/reading | retry readings/s | B/extra sample (inserted) | B/extra sample (whole) | device 24 h: ms / pages / rows | site 1 h: ms / pages / rows |',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of shapes) {
     console.log(
-      `| ${r.shape} | ${fmt(median(r.readingsPerS))} | ${fmt(median(r.samplesPerS))} | ${median(r.pgUsPerReading).toFixed(1)} | ${fmt(median(r.repeatReadingsPerS))} | ${r.bytesPerExtraSampleInserted.toFixed(1)} | ${r.bytesPerExtraSampleWhole.toFixed(1)} | ${r.deviceDay.ms.toFixed(2)} / ${r.deviceDay.pages} / ${r.deviceDay.rows} | ${r.siteHour.ms.toFixed(2)} / ${r.siteHour.pages} / ${r.siteHour.rows} |`,
+      `| ${r.shape} | ${fmt(median(r.readingsPerS))} | ${fmt(median(r.samplesPerS))} | ${median(r.pgUsPerReading).toFixed(1)} | ${fmt(median(r.walBytesPerReading))} | ${fmt(median(r.repeatReadingsPerS))} | ${r.bytesPerExtraSampleInserted.toFixed(1)} | ${r.bytesPerExtraSampleWhole.toFixed(1)} | ${r.deviceDay.ms.toFixed(2)} / ${r.deviceDay.pages} / ${r.deviceDay.rows} | ${r.siteHour.ms.toFixed(2)} / ${r.siteHour.pages} / ${r.siteHour.rows} |`,
     );
   }
   console.log(`\nwall-clock ${((Date.now() - started) / 1000).toFixed(0)} s; results in ${file}`);
