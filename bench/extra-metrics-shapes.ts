@@ -9,12 +9,13 @@
  * the end, also on failure. Prints markdown and writes bench/results/extra-metrics-shapes.json
  * (extra-metrics-shapes.quick.json with --quick, so a quick check never overwrites the full figures).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { EXTRA_METRICS } from '../src/catalog/extra-metrics.ts';
+import { type Conn, connect, machineBusyUs, PG, processCpuUs } from './support/postgres-cpu.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -39,13 +40,11 @@ const DEVICES_PER_SITE = 100;
 const SITES = S.devices / DEVICES_PER_SITE;
 const BATCH = 5_000;
 const DB_NAME = 'hashwatt_extra_shapes';
-const PG = { host: '127.0.0.1', port: 5432, user: 'postgres' };
 const DAY_MS = 86_400_000;
 const BASE_MS = Date.UTC(2026, 0, 5);
 /** Measured steps start here (the preload's last step is at 23:30 at most) and stay inside the day. */
 const LIVE_MS = BASE_MS + 23.5 * 3_600_000 + 60_000;
 const STEP_MS = 10_000;
-const CLK_TCK = 100;
 
 // ---------------------------------------------------------------------------------------------
 // The fleet: 90 % ASICs, 10 % GPUs, 100 devices a site, the extra metrics each kind reports.
@@ -519,36 +518,6 @@ const SHAPES: [name: string, write: ShapeWriter, tables: string[]][] = [
 
 // ---------------------------------------------------------------------------------------------
 // Plumbing
-
-interface Conn {
-  client: pg.Client;
-  pid: number;
-}
-
-async function connect(database: string): Promise<Conn> {
-  const client = new pg.Client({ ...PG, database });
-  await client.connect();
-  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-  return { client, pid: rows[0]!.pid };
-}
-
-/** utime + stime of a process in µs; Postgres runs on this machine, so its backends are visible. */
-function processCpuUs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
-  } catch {
-    return 0;
-  }
-}
-
-/** Busy CPU of the whole machine in µs (idle and iowait excluded), to tell how loaded a run was. */
-function machineBusyUs(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
-  return ((total - f[3]! - f[4]!) * 1e6) / CLK_TCK;
-}
 
 interface Measured {
   seconds: number;

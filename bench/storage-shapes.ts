@@ -9,13 +9,14 @@
  * (storage-shapes.quick.json with --quick, so a quick check never overwrites the full figures).
  * --key skips the automatic choice of the key the later phases run on.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { type Conn, connect, machineBusyUs, PG, processCpuUs } from './support/postgres-cpu.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -64,12 +65,10 @@ const QUICK: Scale = {
 };
 
 const DB_NAME = 'hashwatt_shapes';
-const PG = { host: '127.0.0.1', port: 5432, user: 'postgres' };
 const STEP_MS = 10_000;
 const DAY_MS = 86_400_000;
 /** A UTC midnight: every step of the run lands in this one daily partition, as during a real day. */
 const BASE_MS = Date.UTC(2026, 0, 5);
-const CLK_TCK = 100;
 
 type KeyName = 'a' | 'b' | 'c';
 const KEY_NAMES: readonly KeyName[] = ['a', 'b', 'c'];
@@ -478,31 +477,6 @@ function partitionsDdl(table: string): string[] {
 // ---------------------------------------------------------------------------------------------
 // Connections and measurement
 
-interface Conn {
-  client: Client;
-  pid: number;
-}
-
-async function connect(database: string): Promise<Conn> {
-  const client = new Client({ ...PG, database });
-  // A connection dropped while idle (e.g. by the cleanup's DROP DATABASE … FORCE) must not crash the process.
-  client.on('error', (err) => console.error(`connection error: ${err.message}`));
-  await client.connect();
-  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-  return { client, pid: rows[0]!.pid };
-}
-
-/** utime + stime of a process in µs; Postgres runs on this machine, so its backends are visible. */
-function processCpuUs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
-  } catch {
-    return 0;
-  }
-}
-
 type Job = (conn: Conn) => Promise<number>;
 
 interface RunSpec {
@@ -550,18 +524,6 @@ interface Ctx {
 async function walLsn(admin: Conn): Promise<string> {
   const { rows } = await admin.client.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
   return rows[0]!.lsn;
-}
-
-/** Busy CPU of the whole machine in µs, from /proc/stat (idle and iowait excluded). */
-function machineBusyUs(): number {
-  const fields = readFileSync('/proc/stat', 'utf8')
-    .split('\n', 1)[0]!
-    .trim()
-    .split(/\s+/)
-    .slice(1)
-    .map(Number);
-  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-  return ((total - fields[3]! - fields[4]!) * 1e6) / CLK_TCK;
 }
 
 async function measure(ctx: Ctx, spec: RunSpec): Promise<RunResult> {

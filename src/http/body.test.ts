@@ -76,8 +76,8 @@ describe('readJsonBody', () => {
   it('reads plain and gzip bodies and gives all its room back', async () => {
     const budget = new DecodeBudget(LIMITS.maxDecodedBytes);
     const body = JSON.stringify({ readings: [{ device: 'rig-é', ts: 1 }] });
-    const plain = await readJsonBody(jsonRequest(body), LIMITS, budget);
-    const gzip = await readJsonBody(gzipRequest(Buffer.from(body)), LIMITS, budget);
+    const plain = await readJsonBody(jsonRequest(body), LIMITS, { budget });
+    const gzip = await readJsonBody(gzipRequest(Buffer.from(body)), LIMITS, { budget });
     expect(plain.value).toEqual(JSON.parse(body));
     expect(gzip.value).toEqual(JSON.parse(body));
     expect(gzip.decodedBytes).toBe(Buffer.byteLength(body));
@@ -94,11 +94,11 @@ describe('readJsonBody', () => {
     ['an overlong encoding', Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc0, 0xaf, 0x22, 0x7d])],
   ])('refuses invalid UTF-8 (%s) instead of storing U+FFFD', async (_, bytes) => {
     const error = await refusal(
-      readJsonBody(jsonRequest(bytes), LIMITS, new DecodeBudget(LIMITS.maxDecodedBytes)),
+      readJsonBody(jsonRequest(bytes), LIMITS, { budget: new DecodeBudget(LIMITS.maxDecodedBytes) }),
     );
     expect(error).toMatchObject({ code: 'invalid_encoding' });
     const gzipped = await refusal(
-      readJsonBody(gzipRequest(bytes), LIMITS, new DecodeBudget(LIMITS.maxDecodedBytes)),
+      readJsonBody(gzipRequest(bytes), LIMITS, { budget: new DecodeBudget(LIMITS.maxDecodedBytes) }),
     );
     expect(gzipped).toMatchObject({ code: 'invalid_encoding' });
   });
@@ -106,7 +106,7 @@ describe('readJsonBody', () => {
   it('refuses a body that inflates past the per-request limit with 413, having held no more than the limit', async () => {
     const budget = new DecodeBudget(8 * LIMITS.maxDecodedBytes);
     const error = await refusal(
-      readJsonBody(gzipRequest(padded(4 * LIMITS.maxDecodedBytes)), LIMITS, budget),
+      readJsonBody(gzipRequest(padded(4 * LIMITS.maxDecodedBytes)), LIMITS, { budget }),
     );
     expect(error).toMatchObject({ code: 'payload_too_large' });
     expect(budget.usedBytes).toBe(0);
@@ -117,7 +117,7 @@ describe('readJsonBody', () => {
     const budget = new DecodeBudget(LIMITS.maxDecodedBytes + 1024);
     expect(budget.tryAcquire(LIMITS.maxDecodedBytes - 1024)).toBe(true);
     const error = await refusal(
-      readJsonBody(gzipRequest(padded(LIMITS.maxDecodedBytes / 2)), LIMITS, budget),
+      readJsonBody(gzipRequest(padded(LIMITS.maxDecodedBytes / 2)), LIMITS, { budget }),
     );
     expect(error).toMatchObject({ code: 'overloaded' });
     expect(error.details.retryAfterMs).toBeGreaterThan(0);
@@ -125,7 +125,7 @@ describe('readJsonBody', () => {
     expect(budget.usedBytes).toBe(LIMITS.maxDecodedBytes - 1024);
     budget.release(LIMITS.maxDecodedBytes - 1024);
     await expect(
-      readJsonBody(gzipRequest(padded(LIMITS.maxDecodedBytes / 2)), LIMITS, budget),
+      readJsonBody(gzipRequest(padded(LIMITS.maxDecodedBytes / 2)), LIMITS, { budget }),
     ).resolves.toMatchObject({ value: { readings: [] } });
   });
 
@@ -151,11 +151,11 @@ describe('readJsonBody', () => {
       },
     });
     let settled = false;
-    const flooding = refusal(readJsonBody(jsonRequest(flood), limits, budget, 1)).finally(() => {
+    const flooding = refusal(readJsonBody(jsonRequest(flood), limits, { budget, holder: 1 })).finally(() => {
       settled = true;
     });
     while (sent < 5 && !settled) await new Promise((resolve) => setImmediate(resolve));
-    const good = readJsonBody(jsonRequest(padded(512 * 1024)), limits, budget, 2);
+    const good = readJsonBody(jsonRequest(padded(512 * 1024)), limits, { budget, holder: 2 });
     await expect(good).resolves.toMatchObject({ value: { readings: [] } });
     open();
     expect(await flooding).toMatchObject({ code: 'overloaded' });
@@ -175,7 +175,7 @@ describe('readJsonBody', () => {
     };
     const bomb = padded(LIMITS.maxDecodedBytes - 1024);
     const results = await Promise.allSettled(
-      Array.from({ length: 16 }, () => readJsonBody(gzipRequest(bomb), LIMITS, budget)),
+      Array.from({ length: 16 }, () => readJsonBody(gzipRequest(bomb), LIMITS, { budget })),
     );
     expect(peak).toBeLessThanOrEqual(budget.capacityBytes);
     for (const r of results) {
@@ -198,18 +198,16 @@ describe('readJsonBody', () => {
         controller.error(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
       },
     });
-    const error = await refusal(readJsonBody(jsonRequest(stream), LIMITS, budget));
+    const error = await refusal(readJsonBody(jsonRequest(stream), LIMITS, { budget }));
     expect(error).toMatchObject({ code: 'client_closed_request' });
     expect(budget.usedBytes).toBe(0);
   });
 
   it('refuses a body that is not gzip although it says so', async () => {
     const error = await refusal(
-      readJsonBody(
-        jsonRequest('{"readings":[]}', { 'content-encoding': 'gzip' }),
-        LIMITS,
-        new DecodeBudget(LIMITS.maxDecodedBytes),
-      ),
+      readJsonBody(jsonRequest('{"readings":[]}', { 'content-encoding': 'gzip' }), LIMITS, {
+        budget: new DecodeBudget(LIMITS.maxDecodedBytes),
+      }),
     );
     expect(error).toMatchObject({ code: 'invalid_encoding', details: { field: 'content-encoding' } });
   });

@@ -274,10 +274,18 @@ export function decodeUtf8(bytes: Uint8Array): string {
 export async function readJsonBody(
   request: Request,
   limits: BodyLimits,
-  budget: DecodeBudget = DECODE_BUDGET,
-  holder?: BudgetHolder,
-  /** Where the parse runs: the ingest pipeline's per-site turns; unset, at once. */
-  turn: <T>(work: () => T) => Promise<T> = async (work) => work(),
+  {
+    budget = DECODE_BUDGET,
+    holder,
+    turn = async (work) => work(),
+  }: {
+    /** The decode budget the body's bytes are held against; the process-wide one by default. */
+    budget?: DecodeBudget;
+    /** Who holds them (the site), for the budget's per-holder share. */
+    holder?: BudgetHolder;
+    /** Where the parse runs: the ingest pipeline's per-site turns; unset, at once. */
+    turn?: <T>(work: () => T) => Promise<T>;
+  } = {},
 ): Promise<{ value: unknown; wireBytes: number; decodedBytes: number }> {
   const type = request.headers.get('content-type') ?? '';
   if (!/^application\/json\s*(;|$)/i.test(type)) {

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { ERROR_STATUS, HashwattError } from '../errors.ts';
 import type { WideEvent } from '../http/app.ts';
 import { requireSite, type SiteAuthenticator } from '../http/auth.ts';
-import { DECODE_BUDGET, INGEST_BODY_LIMITS, readJsonBody } from '../http/body.ts';
+import { INGEST_BODY_LIMITS, readJsonBody } from '../http/body.ts';
 import { requestError } from '../http/errors.ts';
 import { batchReadings } from './envelope.ts';
 import type { AuthenticatedSite, IngestPipeline } from './pipeline.ts';
@@ -30,13 +30,10 @@ export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthent
     async (c) => {
       const site = c.get('site');
       pipeline.admit(site, Number(c.req.header('content-length') ?? 0));
-      const { value, decodedBytes } = await readJsonBody(
-        c.req.raw,
-        INGEST_BODY_LIMITS,
-        DECODE_BUDGET,
-        site.id,
-        (work) => pipeline.turn(site.id, work),
-      );
+      const { value, decodedBytes } = await readJsonBody(c.req.raw, INGEST_BODY_LIMITS, {
+        holder: site.id,
+        turn: (work) => pipeline.turn(site.id, work),
+      });
       const readings = batchReadings(value);
       // The batch is held as parsed objects, so it is charged to the write queue by its decoded size.
       const result = await pipeline.ingest(site, readings, decodedBytes, 'http');
