@@ -13,7 +13,12 @@ import { silentLogger } from '../src/log.ts';
 import { openDatabase } from '../src/storage/database.ts';
 import { migrateToLatest } from '../src/storage/migrate.ts';
 import { ensurePartitions } from '../src/storage/partitions.ts';
-import { insertReadings, type ReadingRecord, updateDeviceLatest } from '../src/storage/readings.ts';
+import {
+  insertReadings,
+  type ReadingRecord,
+  updateDeviceLatest,
+  writeReadings,
+} from '../src/storage/readings.ts';
 import type { Database } from '../src/storage/schema.ts';
 
 const { values } = parseArgs({ options: { devices: { type: 'string' }, rounds: { type: 'string' } } });
@@ -88,6 +93,8 @@ const VARIANTS: Variant[] = [
   ['insert, row count only', (trx, r) => insertPlain(trx, r, false)],
   ['the same insert with RETURNING device_id, ts', (trx, r) => insertPlain(trx, r, true)],
   ['hashwatt insert (key-sorted, all metric columns, row count)', (trx, r) => insertReadings(trx, r)],
+  // What the service runs since the purge guard: the sites' rows key-shared first, then the insert.
+  ['hashwatt write (site rows FOR KEY SHARE, then the insert)', (trx, r) => writeReadings(trx, r)],
   [
     'insert + device_latest upsert in one transaction (hashwatt until the latest state moved off the ack path)',
     async (trx, r) => {

@@ -167,7 +167,7 @@ export async function updateDeviceLatest(
   if (latest.length === 0) return;
   const sorted = [...latest].sort((x, y) => x.device_id - y.device_id);
   const write = (rows: readonly ReadingRecord[]) =>
-    db.transaction().execute(async (trx) => {
+    inTransaction(db, async (trx) => {
       // Site rows first, as writeReadings and the purge take them: the upsert locks device_latest
       // rows and key-shares devices rows, the purge's cascade the other way round, so without this
       // common first lock the two could deadlock. Rows of a site purged meanwhile are dropped.
@@ -246,6 +246,11 @@ async function lockSites(
   return wanted;
 }
 
+/** Runs `work` in the caller's transaction when `db` is one (a benchmark's), else in a new one. */
+function inTransaction<T>(db: Kysely<Database>, work: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
+  return db.isTransaction ? work(db) : db.transaction().execute(work);
+}
+
 /**
  * Stores a batch of readings in one transaction (see insertReadings), guarded against the
  * concurrent purge of any of its sites (see lockSites): readings of a site that is gone are
@@ -256,7 +261,7 @@ export async function writeReadings(
   records: readonly ReadingRecord[],
 ): Promise<GuardedWriteResult> {
   if (records.length === 0) return { inserted: 0, duplicate: [], goneSites: NO_SITES };
-  return db.transaction().execute(async (trx) => {
+  return inTransaction(db, async (trx) => {
     const goneSites = await lockSites(trx, records);
     if (goneSites.size === 0) return { ...(await insertReadings(trx, records)), goneSites };
     const live = records.filter((r) => !goneSites.has(r.site_id));
