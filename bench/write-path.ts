@@ -47,7 +47,7 @@ function batch(): ReadingRecord[] {
       site_id: 1,
       device_id: 1 + (n % DEVICES),
       kind: 'asic',
-      ts_ms: base + Math.floor(n / DEVICES) * 1000,
+      ts_us: (base + Math.floor(n / DEVICES) * 1000) * 1000,
       received_ms: Date.now(),
       power_w: 3500,
       hashrate_ths: 200,
@@ -67,9 +67,9 @@ const literal = (a: readonly (number | string | null | undefined)[]) =>
 /** The readings insert, optionally returning every inserted row (the first version of the write path). */
 async function insertPlain(trx: Kysely<Database>, rows: ReadingRecord[], returning: boolean): Promise<void> {
   await sql`INSERT INTO readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c, fan_rpm, status)
-    SELECT s, d, to_timestamp(t / 1000.0), p, h, e, tc, f, st
+    SELECT s, d, to_timestamp(t / 1000000.0), p, h, e, tc, f, st
     FROM unnest(${literal(rows.map((r) => r.site_id))}::int[], ${literal(rows.map((r) => r.device_id))}::int[],
-      ${literal(rows.map((r) => r.ts_ms))}::float8[], ${literal(rows.map((r) => r.power_w))}::float8[],
+      ${literal(rows.map((r) => r.ts_us))}::float8[], ${literal(rows.map((r) => r.power_w))}::float8[],
       ${literal(rows.map((r) => r.hashrate_ths))}::float8[], ${literal(rows.map((r) => r.expected_hashrate_ths))}::float8[],
       ${literal(rows.map((r) => r.temp_c))}::real[], ${literal(rows.map((r) => r.fan_rpm))}::real[],
       ${literal(rows.map((r) => r.status))}::device_status[]) AS u(s, d, t, p, h, e, tc, f, st)
@@ -80,12 +80,12 @@ async function insertPlain(trx: Kysely<Database>, rows: ReadingRecord[], returni
 /** device_latest moved forward by a plain UPDATE … FROM unnest() instead of an upsert. */
 async function updateLatestFrom(trx: Kysely<Database>, rows: ReadingRecord[]): Promise<void> {
   const sorted = [...rows].sort((a, b) => a.device_id - b.device_id);
-  await sql`UPDATE device_latest l SET ts = to_timestamp(u.t / 1000.0), received_at = now(), power_w = u.p,
+  await sql`UPDATE device_latest l SET ts = to_timestamp(u.t / 1000000.0), received_at = now(), power_w = u.p,
       hashrate_ths = u.h, status = u.st
-    FROM unnest(${literal(sorted.map((r) => r.device_id))}::int[], ${literal(sorted.map((r) => r.ts_ms))}::float8[],
+    FROM unnest(${literal(sorted.map((r) => r.device_id))}::int[], ${literal(sorted.map((r) => r.ts_us))}::float8[],
       ${literal(sorted.map((r) => r.power_w))}::float8[], ${literal(sorted.map((r) => r.hashrate_ths))}::float8[],
       ${literal(sorted.map((r) => r.status))}::device_status[]) AS u(d, t, p, h, st)
-    WHERE l.device_id = u.d AND to_timestamp(u.t / 1000.0) >= l.ts`.execute(trx);
+    WHERE l.device_id = u.d AND to_timestamp(u.t / 1000000.0) >= l.ts`.execute(trx);
 }
 
 type Variant = [name: string, write: (trx: Kysely<Database>, rows: ReadingRecord[]) => Promise<unknown>];

@@ -12,6 +12,7 @@ import { StreamServer } from './ingest/websocket.ts';
 import { GroupCommitWriter } from './ingest/writer.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
+import { UnmappedSeries } from './receivers/index.ts';
 import { authenticateToken } from './sites/service.ts';
 import { openDatabase, type Storage } from './storage/database.ts';
 import { migrateToLatest, pendingMigrations } from './storage/migrate.ts';
@@ -168,6 +169,9 @@ export async function startService(
     observer: metrics.ingestObserver,
   });
   const authenticateSite = (token: string) => authenticateToken(storage, token);
+  const unmapped = new UnmappedSeries((site, protocol, count) =>
+    metrics.ingestObserver.unmapped(site, protocol, count),
+  );
 
   const app = createApp({
     storage,
@@ -181,7 +185,9 @@ export async function startService(
     onSiteDeleted: (id) => {
       directory.forgetSite(id);
       latest.forgetSite(id);
+      unmapped.forgetSite(id);
     },
+    unmapped,
     metrics: metrics.endpoint,
   });
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;

@@ -10,6 +10,7 @@ import {
 import {
   countReadings,
   type ReadingRecord,
+  readDeviceExtras,
   readDeviceReadings,
   updateDeviceLatest,
   writeReadings,
@@ -67,7 +68,7 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
     site_id: siteId,
     device_id: deviceIds[device]!,
     kind: 'asic',
-    ts_ms: tsMs,
+    ts_us: tsMs * 1000,
     received_ms: NOW,
     power_w: power,
     hashrate_ths: 200.5,
@@ -85,19 +86,18 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
   it('stores a batch and counts a re-sent batch as duplicates, storing it once', async () => {
     const batch = [reading(0, NOW, 3500), reading(1, NOW, 3400), reading(2, NOW + 123, 3300)];
     const first = await writeReadings(storage.db, batch);
-    expect(first.inserted).toBe(3);
-    expect(first.duplicate).toEqual([false, false, false]);
+    expect([...first.duplicateSamples]).toEqual([0, 0, 0]);
 
     const retry = await writeReadings(storage.db, [...batch, reading(0, NOW + 10_000, 3600)]);
-    expect(retry.inserted).toBe(1);
-    expect(retry.duplicate).toEqual([true, true, true, false]);
+    // Each reading carries three samples (power, hashrate, status): all three were stored already.
+    expect([...retry.duplicateSamples]).toEqual([3, 3, 3, 0]);
     expect(await countReadings(storage.db, siteId)).toBe(4);
   });
 
   it('counts a repeat inside one batch as a duplicate', async () => {
     const r = reading(1, NOW + 20_000, 3000);
     const result = await writeReadings(storage.db, [r, { ...r, power_w: 1 }]);
-    expect(result.duplicate).toEqual([false, true]);
+    expect([...result.duplicateSamples]).toEqual([0, 3]);
     const stored = await readDeviceReadings(storage.db, siteId, deviceIds[1]!, NOW + 20_000, NOW + 20_001);
     expect(stored.map((s) => s.power_w)).toEqual([3000]);
   });
@@ -121,12 +121,16 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
     const steps = Array.from({ length: 1500 }, (_, i) => 100_000 + i);
     const keys = [0, 1, 2].flatMap((d) => steps.map((dt) => reading(d, NOW + dt, 1000)));
     for (let round = 0; round < 5; round++) {
-      const shift = (r: ReadingRecord) => ({ ...r, ts_ms: r.ts_ms + round * 2_000 });
+      const shift = (r: ReadingRecord) => ({ ...r, ts_us: r.ts_us + round * 2_000_000 });
       const results = await Promise.all([
         writeReadings(storage.db, keys.map(shift)),
         writeReadings(storage.db, [...keys].reverse().map(shift)),
       ]);
-      expect(results[0]!.inserted + results[1]!.inserted).toBe(keys.length);
+      // Every key was sent twice: one of the two writes stored each sample, the other found it.
+      const repeated = [...results[0]!.duplicateSamples, ...results[1]!.duplicateSamples].reduce(
+        (a, b) => a + b,
+      );
+      expect(repeated).toBe(keys.length * 3);
     }
   });
 
@@ -158,6 +162,66 @@ describe.each(BACKENDS)('storage on %s', (backend) => {
     expect(dropped).toEqual([partitionName(old)]);
     expect(await countReadings(storage.db, siteId)).toBe(before - 1);
     expect(await listPartitions(storage.db)).toContain(partitionName(NOW));
+  });
+
+  it('is idempotent per sample: a later request fills in the metrics a stored row lacks', async () => {
+    const ts = NOW + 30_000;
+    const base = {
+      site_id: siteId,
+      device_id: deviceIds[0]!,
+      kind: 'asic' as const,
+      ts_us: ts * 1000,
+      received_ms: NOW,
+    };
+    // Prometheus-style: one device's metrics of one instant in two requests.
+    const first = await writeReadings(storage.db, [{ ...base, power_w: 3500, temp_c: 60 }]);
+    expect([...first.duplicateSamples]).toEqual([0]);
+    const second = await writeReadings(storage.db, [
+      // power_w repeats (same value), temp_c repeats (another value: the stored one is kept), fan_rpm is new.
+      { ...base, power_w: 3500, temp_c: 61, fan_rpm: 5000 },
+      // A second record of the same key in the same batch: its hashrate is new, its fan a repeat.
+      { ...base, hashrate_ths: 200, fan_rpm: 4000 },
+    ]);
+    expect([...second.duplicateSamples]).toEqual([2, 1]);
+    const [row] = await readDeviceReadings(storage.db, siteId, deviceIds[0]!, ts, ts + 1);
+    expect(row).toMatchObject({ power_w: 3500, temp_c: 60, fan_rpm: 5000, hashrate_ths: 200 });
+    // A pure resend of everything stores nothing and changes nothing.
+    const resend = await writeReadings(storage.db, [
+      { ...base, power_w: 3500, temp_c: 60, fan_rpm: 5000, hashrate_ths: 200 },
+    ]);
+    expect([...resend.duplicateSamples]).toEqual([4]);
+    expect(await countReadings(storage.db, siteId)).toBeGreaterThan(0);
+  });
+
+  it('stores extra metrics per sample beside the core row, to the microsecond', async () => {
+    const tsUs = (NOW + 40_000) * 1000 + 123; // a microsecond instant
+    const base = {
+      site_id: siteId,
+      device_id: deviceIds[1]!,
+      kind: 'asic' as const,
+      ts_us: tsUs,
+      received_ms: NOW,
+    };
+    const first = await writeReadings(storage.db, [
+      { ...base, power_w: 3300, extras: { chip_temp_c_0: 71.25, fan_speed_rpm_3: 5400 } },
+    ]);
+    expect([...first.duplicateSamples]).toEqual([0]);
+    // An extras-only record of the same instant: one repeat, one fill.
+    const second = await writeReadings(storage.db, [
+      { ...base, extras: { chip_temp_c_0: 99, hardware_errors_total: 12 } },
+    ]);
+    expect([...second.duplicateSamples]).toEqual([1]);
+    const ms = Math.floor(tsUs / 1000);
+    const extras = await readDeviceExtras(storage.db, siteId, deviceIds[1]!, ms, ms + 1);
+    expect(extras).toEqual([
+      { ts_us: tsUs, extras: { chip_temp_c_0: 71.25, fan_speed_rpm_3: 5400, hardware_errors_total: 12 } },
+    ]);
+    const { rows } = await sql<{ us: number }>`
+      SELECT (extract(epoch FROM ts) * 1000000)::float8 AS us FROM readings
+      WHERE site_id = ${siteId} AND device_id = ${deviceIds[1]!} AND ts >= ${new Date(ms)} AND ts < ${new Date(ms + 1)}`.execute(
+      storage.db,
+    );
+    expect(rows.map((r) => r.us)).toEqual([tsUs]);
   });
 
   it('keeps its data across a restart on the same database', async () => {

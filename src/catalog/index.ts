@@ -1,6 +1,15 @@
 /** The domain's vocabulary: site and device kinds, device statuses, and the metric catalog. */
 
-export { EXTRA_METRICS, type ExtraMetricDefinition, isKnownMetricName } from './extra-metrics.ts';
+export {
+  EXTRA_COLUMNS,
+  EXTRA_METRICS,
+  type ExtraColumn,
+  type ExtraColumnProblem,
+  type ExtraMetricDefinition,
+  type ExtraMetricName,
+  extraColumn,
+  isKnownMetricName,
+} from './extra-metrics.ts';
 export {
   aggregateAcrossDevices,
   CORE_METRICS,

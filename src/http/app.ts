@@ -5,6 +5,7 @@ import type { Thresholds } from '../fleet/thresholds.ts';
 import { ingestRoutes } from '../ingest/http.ts';
 import type { IngestPipeline } from '../ingest/pipeline.ts';
 import type { Logger } from '../log.ts';
+import { receiverRoutes, UnmappedSeries, unmappedRoutes } from '../receivers/index.ts';
 import { siteRoutes } from '../sites/routes.ts';
 import type { Storage } from '../storage/database.ts';
 import { requireAdmin, type SiteAuthenticator } from './auth.ts';
@@ -38,6 +39,8 @@ export interface AppDeps {
   metricsToken?: string;
   thresholdDefaults: Thresholds;
   onSiteDeleted?: (siteId: number) => void;
+  /** What the push receivers could not map, per site; one is made when not given. */
+  unmapped?: UnmappedSeries;
 }
 
 type Env = { Variables: { requestId: string; event: WideEvent } };
@@ -129,5 +132,16 @@ export function createApp(deps: AppDeps) {
   app.use('/api/v1/alerts', requireAdmin(deps.adminToken));
   app.route('/api/v1', alertRoutes({ storage: deps.storage }));
   app.route('/api/v1/ingest', ingestRoutes(deps.pipeline, deps.authenticateSite));
+  const unmapped =
+    deps.unmapped ??
+    new UnmappedSeries((site, protocol, count) => deps.pipeline.observer.unmapped(site, protocol, count));
+  app.route('/api/v1/sites', unmappedRoutes({ unmapped, storage: deps.storage }));
+  app.route(
+    '/',
+    receiverRoutes(
+      { pipeline: deps.pipeline, authenticateSite: deps.authenticateSite, unmapped },
+      deps.logger,
+    ),
+  );
   return app;
 }

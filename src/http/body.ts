@@ -313,6 +313,63 @@ export async function readJsonBody(
   }
 }
 
+/**
+ * Inflates a gzip body into bytes within the limit and the budget, as gunzipToText does for text:
+ * the decoded size is counted while inflating, so a bomb is cut off at the limit.
+ */
+async function gunzipToBytes(wire: Buffer, maxBytes: number, lease: BudgetLease): Promise<Buffer> {
+  const gunzip = createGunzip();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  gunzip.end(wire);
+  try {
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxBytes) throw tooLarge(`the decompressed body exceeds ${maxBytes} bytes`);
+      lease.take(chunk.length);
+      chunks.push(chunk);
+    }
+  } catch (error) {
+    if (error instanceof HashwattError) throw error;
+    throw new HashwattError('invalid_encoding', 'the body is not valid gzip', { field: 'content-encoding' });
+  } finally {
+    gunzip.destroy();
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/**
+ * A binary or non-JSON body (remote_write, line protocol, OTLP) read within the limits and the
+ * decode budget, inflated when it is gzip, and handed to `decode` in the caller's turn; the bytes
+ * stay held against the budget until `decode` returns. Other encodings are passed through as
+ * they came (remote_write's snappy is the decoder's to undo, within its own bound). The caller
+ * checks Content-Type and Content-Encoding first: each protocol names its own.
+ */
+export async function readBinaryBody<T>(
+  request: Request,
+  limits: BodyLimits,
+  decode: (body: Uint8Array) => T,
+  {
+    budget = DECODE_BUDGET,
+    holder,
+    turn = async (work) => work(),
+  }: {
+    budget?: DecodeBudget;
+    holder?: BudgetHolder;
+    turn?: <R>(work: () => R) => Promise<R>;
+  } = {},
+): Promise<{ value: T; wireBytes: number; decodedBytes: number }> {
+  const gzip = (request.headers.get('content-encoding') ?? '').trim().toLowerCase() === 'gzip';
+  const lease = new BudgetLease(budget, holder);
+  try {
+    const wire = await readWire(request, limits.maxWireBytes, lease);
+    const body = gzip ? await gunzipToBytes(wire, limits.maxDecodedBytes, lease) : wire;
+    return { value: await turn(() => decode(body)), wireBytes: wire.length, decodedBytes: body.length };
+  } finally {
+    lease.releaseAll();
+  }
+}
+
 /** JSON.parse with the contract's error. */
 export function parseJson(text: string): unknown {
   try {

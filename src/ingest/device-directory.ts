@@ -73,7 +73,7 @@ export class DeviceDirectory {
         site_id: siteId,
         device_id: device.id,
         kind: device.kind,
-        ts_ms: r.tsMs,
+        ts_us: r.tsUs,
         received_ms: receivedMs,
         power_w: r.power_w,
         hashrate_ths: r.hashrate_ths,
@@ -84,6 +84,7 @@ export class DeviceDirectory {
         gpu_mem_used_bytes: r.gpu_mem_used_bytes,
         available_power_w: r.available_power_w,
         status: r.status,
+        extras: r.extras,
       });
     }
     return { records, rejected };

@@ -1,4 +1,5 @@
 import { HashwattError } from '../errors.ts';
+import type { IngestResult } from './pipeline.ts';
 
 /** Most readings one request or frame may carry. */
 export const MAX_READINGS_PER_BATCH = 10_000;
@@ -32,4 +33,15 @@ export function frameSeq(value: unknown): number | undefined {
   if (!isObject(value)) return undefined;
   const seq = value.seq;
   return typeof seq === 'number' && Number.isSafeInteger(seq) && seq >= 0 ? seq : undefined;
+}
+
+/** The JSON contract's answer to a batch (HTTP body, WebSocket ack), in the wire's snake_case. */
+export function wireResult(result: IngestResult) {
+  return {
+    accepted: result.accepted,
+    duplicates: result.duplicates,
+    accepted_samples: result.acceptedSamples,
+    duplicate_samples: result.duplicateSamples,
+    rejected: result.rejected,
+  };
 }

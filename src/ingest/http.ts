@@ -4,7 +4,8 @@ import type { WideEvent } from '../http/app.ts';
 import { requireSite, type SiteAuthenticator } from '../http/auth.ts';
 import { INGEST_BODY_LIMITS, readJsonBody } from '../http/body.ts';
 import { requestError } from '../http/errors.ts';
-import { batchReadings } from './envelope.ts';
+import { jsonBatch } from './batch.ts';
+import { batchReadings, wireResult } from './envelope.ts';
 import type { AuthenticatedSite, IngestPipeline } from './pipeline.ts';
 
 type Env = { Variables: { site: AuthenticatedSite; event: WideEvent } };
@@ -36,7 +37,7 @@ export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthent
       });
       const readings = batchReadings(value);
       // The batch is held as parsed objects, so it is charged to the write queue by its decoded size.
-      const result = await pipeline.ingest(site, readings, decodedBytes, 'http');
+      const result = await pipeline.ingest(site, jsonBatch(readings), decodedBytes, 'http');
       Object.assign(c.get('event'), {
         site: site.name,
         readings: readings.length,
@@ -44,7 +45,7 @@ export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthent
         duplicates: result.duplicates,
         rejected: result.rejected.length,
       });
-      return c.json(result, 200);
+      return c.json(wireResult(result), 200);
     },
   );
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../log.ts';
 import type { Storage } from '../storage/database.ts';
-import { type ReadingRecord, updateDeviceLatest } from '../storage/readings.ts';
+import { mergeLatest, type ReadingRecord, updateDeviceLatest } from '../storage/readings.ts';
 
 const CLOSE_ATTEMPTS = 4;
 const CLOSE_RETRY_MS = 500;
@@ -27,17 +27,16 @@ export interface LatestStateOptions {
 }
 
 /**
- * Folds committed readings into the newest per device: a newer reading wins; a repeat of the same
- * time (a retry, or a duplicate the readings table refused) keeps the values first seen, as the
- * readings table does, and only moves when it was received forward. Runs per reading, so it keeps
- * references instead of copying (the one update is to a record already committed); pure otherwise,
- * so the rule is tested without I/O.
+ * Folds committed readings into the newest per device by the latest-state rule (mergeLatest: a
+ * newer reading wins and carries what it lacks for a while; a repeat of the same instant only fills
+ * in, as the readings table does). Runs per reading, so it keeps references and copies only when
+ * two readings are merged; pure otherwise, so the rule is tested without I/O.
  */
 export function foldLatest(pending: Map<number, ReadingRecord>, records: Iterable<ReadingRecord>): void {
   for (const r of records) {
     const seen = pending.get(r.device_id);
-    if (!seen || r.ts_ms > seen.ts_ms) pending.set(r.device_id, r);
-    else if (r.ts_ms === seen.ts_ms && r.received_ms > seen.received_ms) seen.received_ms = r.received_ms;
+    const next = mergeLatest(seen, r);
+    if (next !== seen) pending.set(r.device_id, next);
   }
 }
 

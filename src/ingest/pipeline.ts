@@ -2,14 +2,15 @@ import { HashwattError } from '../errors.ts';
 import { domainError } from '../storage/errors.ts';
 import { retentionCutoff } from '../storage/partitions.ts';
 import { type QueueLoad, SiteAdmission, type SiteAdmissionOptions } from './admission.ts';
+import type { IngestBatch } from './batch.ts';
 import type { DeviceDirectory } from './device-directory.ts';
 import type { LatestStateWriter } from './latest-state.ts';
-import { countSamples, type Rejection, validateReadings } from './reading.ts';
+import { countSamples, type Rejection } from './reading.ts';
 import { SiteTurns } from './site-turns.ts';
 import type { GroupCommitWriter } from './writer.ts';
 
 /** The transports that feed the pipeline; a label on every ingest metric. */
-export type Transport = 'http' | 'ws';
+export type Transport = 'http' | 'ws' | 'remote_write' | 'influx' | 'otlp';
 
 /** The site a request authenticated as; readings are always stored under it, never under a payload id. */
 export interface AuthenticatedSite {
@@ -19,10 +20,17 @@ export interface AuthenticatedSite {
 
 /** What the sender is told about a batch, after commit. */
 export interface IngestResult {
-  /** Readings newly stored. */
+  /** Readings with at least one sample newly stored. */
   accepted: number;
-  /** Readings that were already stored (a retry): safe, counted, not stored twice. */
+  /** Readings whose every sample was already stored (a retry): safe, counted, not stored twice. */
   duplicates: number;
+  /** Samples (metric values) newly stored. */
+  acceptedSamples: number;
+  /**
+   * Samples already stored: a retry, or a metric repeated for a (device, ts) that has it. The
+   * stored value is kept (first write wins), so a resend never alters what was acknowledged.
+   */
+  duplicateSamples: number;
   rejected: Rejection[];
 }
 
@@ -33,13 +41,20 @@ export interface IngestObserver {
     accepted: number;
     acceptedSamples: number;
     duplicates: number;
+    duplicateSamples: number;
     rejected: readonly Rejection[];
   }): void;
+  /** Items a push receiver could not map (series, fields, data points): counted, not stored. */
+  unmapped(site: AuthenticatedSite, protocol: Transport, count: number): void;
   /** One HTTP request or WebSocket frame answered; `status` is the HTTP status or its WebSocket equivalent. */
   requestCompleted(transport: Transport, status: number, seconds: number): void;
 }
 
-export const noopIngestObserver: IngestObserver = { batchIngested: () => {}, requestCompleted: () => {} };
+export const noopIngestObserver: IngestObserver = {
+  batchIngested: () => {},
+  unmapped: () => {},
+  requestCompleted: () => {},
+};
 
 export interface PipelineOptions {
   directory: DeviceDirectory;
@@ -109,7 +124,7 @@ export class IngestPipeline {
   /** Ingests one batch for a site. Throws HashwattError 429/503 when nothing of it was stored. */
   async ingest(
     site: AuthenticatedSite,
-    raw: readonly unknown[],
+    batch: IngestBatch,
     bytes: number,
     transport: Transport,
   ): Promise<IngestResult> {
@@ -124,30 +139,40 @@ export class IngestPipeline {
     }
     const { writer, directory, retentionDays } = this.#o;
     // The site's share first: a flooder is refused before it can take the room other sites need.
-    const load = { readings: raw.length, bytes };
+    const load = { readings: batch.size, bytes };
     this.#admission.assertShare(site.id, load, this.#queueLimits(), writer.depth);
-    const reservation = writer.reserve(raw.length, bytes);
+    const reservation = writer.reserve(batch.size, bytes);
     const releaseShare = this.#admission.hold(site.id, load);
     try {
       const nowMs = this.#o.now();
       const checked = await this.#turns.run(site.id, () =>
-        validateReadings(raw, { nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) }),
+        batch.check({ nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) }),
       );
       const { records, rejected } = await directory.resolve(site.id, checked.valid, nowMs);
       const duplicate = await writer.write(reservation, records);
-      this.#o.latest.offer(records);
       let duplicates = 0;
       let acceptedSamples = 0;
+      let duplicateSamples = 0;
       for (let i = 0; i < records.length; i++) {
-        if (duplicate[i]) duplicates++;
-        else acceptedSamples += countSamples(records[i]!);
+        const samples = countSamples(records[i]!);
+        const repeated = duplicate[i]!;
+        if (repeated >= samples) duplicates++;
+        acceptedSamples += samples - repeated;
+        duplicateSamples += repeated;
       }
+      this.#o.latest.offer(records);
       const allRejected =
         rejected.length === 0
           ? checked.rejected
           : [...checked.rejected, ...rejected].sort((a, b) => a.index - b.index);
-      const result = { accepted: records.length - duplicates, duplicates, rejected: allRejected };
-      this.#o.observer.batchIngested({ transport, site, ...result, acceptedSamples });
+      const result = {
+        accepted: records.length - duplicates,
+        duplicates,
+        acceptedSamples,
+        duplicateSamples,
+        rejected: allRejected,
+      };
+      this.#o.observer.batchIngested({ transport, site, ...result });
       return result;
     } catch (error) {
       throw domainError(error);

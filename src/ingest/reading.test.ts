@@ -46,7 +46,7 @@ describe('validateReading', () => {
       window,
     );
     expect(rejected).toEqual([]);
-    expect(valid.map((r) => r.tsMs)).toEqual([NOW, NOW, NOW]);
+    expect(valid.map((r) => r.tsUs)).toEqual([NOW * 1000, NOW * 1000, NOW * 1000]);
     expect(valid[0]).toMatchObject({
       index: 0,
       device: 'hall-a/r03/s21-017',
@@ -118,8 +118,16 @@ describe('validateReading', () => {
 });
 
 describe('parseTimestamp', () => {
-  it('reads RFC 3339 with offsets and fractional seconds to the millisecond', () => {
-    expect(parseTimestamp('2026-11-24T12:00:00.123+02:00', window)).toEqual({ ok: true, value: NOW + 123 });
+  it('reads RFC 3339 with offsets and fractional seconds to the microsecond', () => {
+    expect(parseTimestamp('2026-11-24T12:00:00.123+02:00', window)).toEqual({
+      ok: true,
+      value: (NOW + 123) * 1000,
+    });
+    expect(parseTimestamp('2026-11-24T10:00:00.000001Z', window)).toEqual({
+      ok: true,
+      value: NOW * 1000 + 1,
+    });
+    expect(parseTimestamp(NOW, window)).toEqual({ ok: true, value: NOW * 1000 });
   });
 
   it.each([
@@ -133,25 +141,25 @@ describe('parseTimestamp', () => {
     ['2026-11-24T23:59:60Z', /leap seconds/],
     ['2026-11-24T10:00:00+24:00', /offset/],
     ['2026-11-24T10:00:00+02:60', /offset/],
-    ['2026-11-24T10:00:00.0001Z', /millisecond/],
-    ['2026-11-24T10:00:00.123456789Z', /millisecond/],
+    ['2026-11-24T10:00:00.0000001Z', /microsecond/],
+    ['2026-11-24T10:00:00.123456789Z', /microsecond/],
   ])('refuses %s rather than storing another instant', (ts, reason) => {
     const result = parseRfc3339(ts);
     expect(result).toMatchObject({ ok: false, code: 'invalid_timestamp' });
     expect(!result.ok && result.message).toMatch(reason);
   });
 
-  it('accepts every real instant, leap days included, and zeros past the millisecond', () => {
-    expect(parseRfc3339('2028-02-29T23:59:59.999Z')).toEqual({
+  it('accepts every real instant, leap days included, and zeros past the microsecond', () => {
+    expect(parseRfc3339('2028-02-29T23:59:59.999999Z')).toEqual({
       ok: true,
-      value: Date.UTC(2028, 1, 29, 23, 59, 59, 999),
+      value: Date.UTC(2028, 1, 29, 23, 59, 59, 999) * 1000 + 999,
     });
-    expect(parseRfc3339('2026-11-24T10:00:00.120000000Z')).toEqual({ ok: true, value: NOW + 120 });
-    expect(parseRfc3339('2026-11-24t11:30:00+01:30')).toEqual({ ok: true, value: NOW });
-    expect(parseRfc3339('2026-11-24 05:00:00.5-05:00')).toEqual({ ok: true, value: NOW + 500 });
+    expect(parseRfc3339('2026-11-24T10:00:00.120000000Z')).toEqual({ ok: true, value: (NOW + 120) * 1000 });
+    expect(parseRfc3339('2026-11-24t11:30:00+01:30')).toEqual({ ok: true, value: NOW * 1000 });
+    expect(parseRfc3339('2026-11-24 05:00:00.5-05:00')).toEqual({ ok: true, value: (NOW + 500) * 1000 });
     expect(parseRfc3339('0050-01-01T00:00:00Z')).toEqual({
       ok: true,
-      value: Date.parse('0050-01-01T00:00:00Z'),
+      value: Date.parse('0050-01-01T00:00:00Z') * 1000,
     });
   });
 
@@ -168,7 +176,7 @@ describe('parseTimestamp', () => {
         const sign = minutes < 0 ? '-' : '+';
         const abs = Math.abs(minutes);
         const text = `${local}${sign}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`;
-        expect(parseRfc3339(text)).toEqual({ ok: true, value: date.getTime() });
+        expect(parseRfc3339(text)).toEqual({ ok: true, value: date.getTime() * 1000 });
         expect(Date.parse(text)).toBe(date.getTime());
       }),
       { numRuns: 2_000 },

@@ -5,8 +5,9 @@ import {
   DEVICE_KINDS,
   DEVICE_STATUSES,
   type DeviceKind,
+  extraColumn,
 } from '../catalog/index.ts';
-import { READING_METRICS, type ReadingMetrics } from '../storage/schema.ts';
+import { type ExtraValues, READING_METRICS, type ReadingMetrics } from '../storage/schema.ts';
 
 /** Largest clock lead accepted: agents' clocks drift, but a reading from the future is a bug. */
 export const MAX_FUTURE_MS = 5 * 60_000;
@@ -83,6 +84,8 @@ export const ReadingSchema = z.strictObject({
   ts: z.union([z.string(), z.number()]),
   ...METRIC_FIELDS,
   status: z.enum(DEVICE_STATUSES).optional(),
+  // Checked by checkExtras, which names the metric and index at fault.
+  extras: z.unknown().optional(),
 });
 export type Reading = z.infer<typeof ReadingSchema>;
 
@@ -93,7 +96,10 @@ export interface ValidReading extends Partial<ReadingMetrics> {
   device: string;
   kind: DeviceKind | undefined;
   model: string | undefined;
-  tsMs: number;
+  /** Reading time, integer epoch microseconds (what is stored). */
+  tsUs: number;
+  /** Extra metrics by `readings_extra` column, when the reading carries any. */
+  extras?: ExtraValues;
 }
 
 /** Why one reading of a batch was not stored. */
@@ -122,10 +128,10 @@ function daysInMonth(year: number, month: number): number {
 }
 
 /**
- * Strict RFC 3339 to epoch milliseconds: every field must name a real instant (no day 31 of a
- * 30-day month, no hour 24, no leap second, which epoch time cannot hold) rather than be rolled
- * over into another one. Readings are stored to the millisecond (docs/storage.md), so digits past
- * the millisecond must be zeros: a finer instant would be stored as another one, so it is refused.
+ * Strict RFC 3339 to integer epoch microseconds: every field must name a real instant (no day 31
+ * of a 30-day month, no hour 24, no leap second, which epoch time cannot hold) rather than be rolled
+ * over into another one. Readings are stored to the microsecond (Postgres timestamptz), so digits
+ * past the microsecond must be zeros: a finer instant would be stored as another one, so it is refused.
  */
 export function parseRfc3339(text: string): Check {
   const m = RFC3339.exec(text);
@@ -144,8 +150,8 @@ export function parseRfc3339(text: string): Check {
     return invalidTimestamp(`${m[1]}-${m[2]} has no day ${m[3]}`);
   if (hour > 23 || minute > 59) return invalidTimestamp(`${m[4]}:${m[5]} is not a time of day`);
   if (second > 59) return invalidTimestamp('seconds must be 00–59 (leap seconds cannot be stored)');
-  if (/[1-9]/.test(fraction.slice(3)))
-    return invalidTimestamp('more precise than a millisecond, which is what is stored');
+  if (/[1-9]/.test(fraction.slice(6)))
+    return invalidTimestamp('more precise than a microsecond, which is what is stored');
   let offsetMinutes = 0;
   if (m[8] === undefined) {
     const offsetHours = Number(m[10]);
@@ -157,17 +163,21 @@ export function parseRfc3339(text: string): Check {
   const date = new Date(0);
   // setUTCFullYear, not Date.UTC: the latter reads years 0–99 as 1900–1999.
   date.setUTCFullYear(year, month - 1, day);
-  date.setUTCHours(hour, minute, second, Number(fraction.slice(0, 3).padEnd(3, '0')));
-  return { ok: true, value: date.getTime() - offsetMinutes * 60_000 };
+  date.setUTCHours(hour, minute, second, 0);
+  const micros = Number(fraction.slice(0, 6).padEnd(6, '0'));
+  return { ok: true, value: (date.getTime() - offsetMinutes * 60_000) * 1000 + micros };
 }
 
-/** Parses a wire timestamp (RFC 3339 or integer epoch ms) and checks it lies in the accepted window. */
+/**
+ * Parses a wire timestamp (RFC 3339 or integer epoch ms) to integer epoch microseconds and checks
+ * it lies in the accepted window.
+ */
 export function parseTimestamp(ts: string | number, window: ValidationWindow): Check {
-  let ms: number;
+  let us: number;
   if (typeof ts === 'string') {
     const parsed = parseRfc3339(ts);
     if (!parsed.ok) return parsed;
-    ms = parsed.value;
+    us = parsed.value;
   } else {
     if (!Number.isInteger(ts))
       return { ok: false, code: 'invalid_timestamp', message: 'epoch milliseconds must be an integer' };
@@ -178,8 +188,14 @@ export function parseTimestamp(ts: string | number, window: ValidationWindow): C
         message: 'expected epoch milliseconds (this looks like seconds)',
       };
     }
-    ms = ts;
+    us = ts * 1000;
   }
+  return checkWindow(us, window);
+}
+
+/** Checks integer epoch microseconds lie in the accepted window (no later than 5 min ahead, within retention). */
+export function checkWindow(us: number, window: ValidationWindow): Check {
+  const ms = us / 1000;
   if (ms > window.nowMs + MAX_FUTURE_MS) {
     return {
       ok: false,
@@ -190,7 +206,97 @@ export function parseTimestamp(ts: string | number, window: ValidationWindow): C
   if (ms < window.oldestMs) {
     return { ok: false, code: 'timestamp_too_old', message: 'older than the raw retention window' };
   }
-  return { ok: true, value: ms };
+  return { ok: true, value: us };
+}
+
+/**
+ * Why a number is not a reading of `metric`, or undefined when it lies in [min, max]: not finite, a
+ * known exporter placeholder (named as such, so the sender can tell a filtered value from a bug),
+ * or out of range. Every transport's values pass through here.
+ */
+export function valueProblem(
+  metric: string,
+  value: number,
+  min = Number.NEGATIVE_INFINITY,
+  max = Number.POSITIVE_INFINITY,
+): { code: string; message: string } | undefined {
+  if (!Number.isFinite(value)) return { code: 'not_finite', message: 'numbers must be finite' };
+  if (DCGM_BLANKS.has(value)) {
+    return {
+      code: 'sentinel_value',
+      message: `${value} is an exporter's "no data" placeholder, not a reading`,
+    };
+  }
+  if (
+    value === -1 &&
+    (metric === 'power_w' || metric === 'available_power_w' || metric === 'power_limit_w')
+  ) {
+    return { code: 'sentinel_value', message: '-1 W is stock miner firmware\'s "unknown", not a reading' };
+  }
+  if (value < min || value > max)
+    return { code: 'out_of_range', message: `${metric} must lie in [${min}, ${max}], got ${value}` };
+  return undefined;
+}
+
+type ExtrasCheck =
+  | { ok: true; extras: ExtraValues | undefined }
+  | { ok: false; field: string; code: string; message: string };
+
+function storeExtra(
+  extras: ExtraValues,
+  metric: string,
+  index: string | undefined,
+  value: unknown,
+  field: string,
+): ExtrasCheck | undefined {
+  const column = extraColumn(metric, index);
+  if ('code' in column) return { ok: false, field, code: column.code, message: column.message };
+  if (typeof value !== 'number')
+    return { ok: false, field, code: 'invalid_type', message: 'expected a number' };
+  const problem = valueProblem(metric, value, column.min, column.max);
+  if (problem) return { ok: false, field, ...problem };
+  extras[column.column] = value;
+  return undefined;
+}
+
+/**
+ * The `extras` of a JSON reading: `{ "<metric>": number }` or, for an indexed metric,
+ * `{ "<metric>": { "<index>": number, … } }` (docs/ingest.md). The first bad entry rejects the
+ * reading, naming it (`extras.chip_temp_c.9`): a reading is stored whole or not at all.
+ */
+export function checkExtras(raw: unknown): ExtrasCheck {
+  if (raw === undefined) return { ok: true, extras: undefined };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    return {
+      ok: false,
+      field: 'extras',
+      code: 'invalid_type',
+      message: 'extras must be an object of metric values',
+    };
+  const extras: ExtraValues = {};
+  let n = 0;
+  for (const metric in raw as Record<string, unknown>) {
+    const value = (raw as Record<string, unknown>)[metric];
+    const field = `extras.${metric.slice(0, 64)}`;
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      for (const index in value as Record<string, unknown>) {
+        const bad = storeExtra(
+          extras,
+          metric,
+          index,
+          (value as Record<string, unknown>)[index],
+          `${field}.${index.slice(0, 32)}`,
+        );
+        if (bad) return bad;
+        n++;
+      }
+    } else {
+      const bad = storeExtra(extras, metric, undefined, value, field);
+      if (bad) return bad;
+      n++;
+    }
+  }
+  return { ok: true, extras: n === 0 ? undefined : extras };
 }
 
 function fieldOf(issue: core.$ZodIssue): string {
@@ -203,21 +309,8 @@ function describeIssue(issue: core.$ZodIssue, raw: unknown): Omit<Rejection, 'in
   const field = fieldOf(issue);
   const value = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>)[field] : undefined;
   if (typeof value === 'number') {
-    if (!Number.isFinite(value)) return { field, code: 'not_finite', message: 'numbers must be finite' };
-    if (DCGM_BLANKS.has(value)) {
-      return {
-        field,
-        code: 'sentinel_value',
-        message: `${value} is an exporter's "no data" placeholder, not a reading`,
-      };
-    }
-    if (value === -1 && (field === 'power_w' || field === 'available_power_w')) {
-      return {
-        field,
-        code: 'sentinel_value',
-        message: '-1 W is stock miner firmware\'s "unknown", not a reading',
-      };
-    }
+    const problem = valueProblem(field, value);
+    if (problem && problem.code !== 'out_of_range') return { field, ...problem };
   }
   if (value === undefined && issue.path.length === 1 && issue.code !== 'unrecognized_keys') {
     return { field, code: 'required', message: `${field} is required` };
@@ -280,6 +373,9 @@ export function parsePlainReading(raw: unknown): Reading | undefined {
       case 'status':
         if (!STATUSES.has(value)) return;
         break;
+      case 'extras':
+        // Checked by checkExtras in validateReading, on both paths.
+        break;
       case 'ts':
         if (typeof value !== 'string' && !(typeof value === 'number' && Number.isFinite(value))) return;
         hasTs = true;
@@ -304,6 +400,25 @@ function parseReading(
   return plain ? { success: true, data: plain } : ReadingSchema.safeParse(raw);
 }
 
+/**
+ * A core metric's value as stored, or why it cannot be: the same ranges and float4 flush as the JSON
+ * schema, for the decoders of the standard protocols.
+ */
+export function checkCoreValue(
+  metric: CoreMetricName,
+  value: number,
+): { ok: true; value: number } | { ok: false; code: string; message: string } {
+  const r = METRIC_RANGES[metric];
+  const problem = valueProblem(metric, value, r.min, r.max);
+  if (problem) return { ok: false, ...problem };
+  return { ok: true, value: r.real ? flushTiny(value) : value };
+}
+
+/** True for the name of a core metric (a column of `readings`). */
+export function isCoreMetric(name: string): name is CoreMetricName {
+  return Object.hasOwn(METRIC_RANGES, name);
+}
+
 /** Validates one wire reading; either a ValidReading or the rejection that names the field at fault. */
 export function validateReading(
   raw: unknown,
@@ -316,13 +431,18 @@ export function validateReading(
   const r = parsed.data;
   const ts = parseTimestamp(r.ts, window);
   if (!ts.ok) return { ok: false, rejection: { index, field: 'ts', code: ts.code, message: ts.message } };
+  const extras = checkExtras(r.extras);
+  if (!extras.ok) {
+    const { field, code, message } = extras;
+    return { ok: false, rejection: { index, field, code, message } };
+  }
   // One literal with every field: this runs per reading, and a spread would allocate twice.
   const reading: ValidReading = {
     index,
     device: r.device,
     kind: r.kind,
     model: r.model,
-    tsMs: ts.value,
+    tsUs: ts.value,
     power_w: r.power_w,
     hashrate_ths: r.hashrate_ths,
     expected_hashrate_ths: r.expected_hashrate_ths,
@@ -333,6 +453,7 @@ export function validateReading(
     available_power_w: r.available_power_w,
     status: r.status,
   };
+  if (extras.extras !== undefined) reading.extras = extras.extras;
   if (countSamples(reading) === 0) {
     return {
       ok: false,
@@ -362,9 +483,10 @@ export function validateReadings(
   return { valid, rejected };
 }
 
-/** Metric values (samples) a reading carries; status counts as one. */
-export function countSamples(reading: Partial<ReadingMetrics>): number {
+/** Metric values (samples) a reading carries; status counts as one, each extra column as one. */
+export function countSamples(reading: Partial<ReadingMetrics> & { extras?: ExtraValues }): number {
   let n = 0;
   for (const name of READING_METRICS) if (reading[name] !== undefined && reading[name] !== null) n++;
+  if (reading.extras !== undefined) for (const _ in reading.extras) n++;
   return n;
 }

@@ -7,8 +7,9 @@ import { parseJson } from '../http/body.ts';
 import { acceptRequestId } from '../http/request-id.ts';
 import type { Logger } from '../log.ts';
 import { domainError } from '../storage/errors.ts';
+import { jsonBatch } from './batch.ts';
 import { ConcurrencyLimit } from './concurrency.ts';
-import { batchReadings, frameSeq } from './envelope.ts';
+import { batchReadings, frameSeq, wireResult } from './envelope.ts';
 import type { AuthenticatedSite, IngestPipeline } from './pipeline.ts';
 
 export const STREAM_PATH = '/api/v1/stream';
@@ -408,7 +409,9 @@ export class StreamServer {
         if (seq === undefined)
           throw new HashwattError('invalid_body', '"seq" must be a non-negative integer', { field: 'seq' });
         const readings = batchReadings(value, ['seq']);
-        const ingesting = this.#o.pipeline.ingest(site, readings, data.length, 'ws');
+        const ingesting = this.#o.pipeline
+          .ingest(site, jsonBatch(readings), data.length, 'ws')
+          .then(wireResult);
         // Awaited just below; marked handled here, as a refusal (429) rejects before that await runs.
         ingesting.catch(() => {});
         return { ack: seq, pending: ingesting };

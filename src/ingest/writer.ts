@@ -52,7 +52,7 @@ export interface Reservation {
 interface Job {
   records: ReadingRecord[];
   reservation: Reservation;
-  resolve: (duplicate: boolean[]) => void;
+  resolve: (duplicateSamples: Uint32Array) => void;
   reject: (error: unknown) => void;
 }
 
@@ -153,13 +153,16 @@ export class GroupCommitWriter {
     if (this.#reservedReadings === 0 && this.#inFlight === 0 && this.#queue.size === 0) this.#notifyIdle();
   }
 
-  /** Queues records for the next transaction; resolves with a duplicate flag per record after commit. */
-  write(reservation: Reservation, records: ReadingRecord[]): Promise<boolean[]> {
+  /**
+   * Queues records for the next transaction; resolves after commit with, per record, how many of
+   * its samples were already stored (see writeReadings).
+   */
+  write(reservation: Reservation, records: ReadingRecord[]): Promise<Uint32Array> {
     if (records.length === 0) {
       this.release(reservation);
-      return Promise.resolve([]);
+      return Promise.resolve(new Uint32Array(0));
     }
-    return new Promise<boolean[]>((resolve, reject) => {
+    return new Promise<Uint32Array>((resolve, reject) => {
       // A job is one request, so one site (the pipeline stores readings under the authenticated site).
       this.#queue.push(records[0]!.site_id, { records, reservation, resolve, reject });
       this.#queuedReadings += records.length;
@@ -212,7 +215,7 @@ export class GroupCommitWriter {
     const records = batch.length === 1 ? batch[0]!.records : batch.flatMap((j) => j.records);
     const started = performance.now();
     try {
-      const { duplicate, goneSites } = await this.#writeWithPartitionRetry(records);
+      const { duplicateSamples, goneSites } = await this.#writeWithPartitionRetry(records);
       const seconds = (performance.now() - started) / 1000;
       this.#o.observer.batchCommitted(records.length, batch.length, seconds);
       if (measured) this.#measureRate(records.length, seconds);
@@ -222,7 +225,7 @@ export class GroupCommitWriter {
         this.release(job.reservation);
         // A job is one request, so one site: it is stored whole or, its site gone, refused whole.
         if (goneSites.size > 0 && job.records.some((r) => goneSites.has(r.site_id))) job.reject(siteGone());
-        else job.resolve(duplicate.slice(offset, end));
+        else job.resolve(duplicateSamples.subarray(offset, end));
         offset = end;
       }
     } catch (error) {

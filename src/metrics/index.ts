@@ -51,6 +51,18 @@ export function createMetrics(deps: MetricsDeps): Metrics {
     labelNames: ['transport', 'reason'] as const,
     registers,
   });
+  const duplicateSamples = new Counter({
+    name: 'hashwatt_samples_duplicate_total',
+    help: 'Samples received that were already stored (a retry, or a metric repeated for its device and instant).',
+    labelNames: ['transport'] as const,
+    registers,
+  });
+  const unmapped = new Counter({
+    name: 'hashwatt_ingest_unmapped_total',
+    help: 'Series (remote_write), fields (line protocol) or data points (OTLP) with no mapping: counted, not stored. Names per site at GET /api/v1/sites/:id/unmapped.',
+    labelNames: ['site', 'protocol'] as const,
+    registers,
+  });
   const requests = new Counter({
     name: 'hashwatt_ingest_requests_total',
     help: 'Ingest requests (HTTP) and frames (WebSocket) answered, by status.',
@@ -187,12 +199,23 @@ export function createMetrics(deps: MetricsDeps): Metrics {
   if (deps.perDeviceMax) registerDeviceGauges(registry, deps.storage, deps.fleet.defaults, deps.perDeviceMax);
 
   const ingestObserver: IngestObserver = {
-    batchIngested({ transport, accepted, acceptedSamples, duplicates, rejected: rejections }) {
+    batchIngested({
+      transport,
+      accepted,
+      acceptedSamples,
+      duplicates,
+      duplicateSamples: repeated,
+      rejected: rejections,
+    }) {
       readings.inc({ transport, outcome: 'accepted' }, accepted);
       readings.inc({ transport, outcome: 'duplicate' }, duplicates);
       readings.inc({ transport, outcome: 'rejected' }, rejections.length);
       samples.inc({ transport }, acceptedSamples);
+      duplicateSamples.inc({ transport }, repeated);
       for (const r of rejections) rejected.inc({ transport, reason: r.code });
+    },
+    unmapped(site, protocol, count) {
+      unmapped.inc({ site: site.name, protocol }, count);
     },
     requestCompleted(transport: Transport, status: number, seconds: number) {
       requests.inc({ transport, status: String(status) });

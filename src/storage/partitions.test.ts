@@ -13,7 +13,7 @@ describe('partition arithmetic', () => {
 
   it('covers from the retention cutoff’s day to the days ahead', () => {
     const days = daysToCover(NOW, 2, 1);
-    expect(days.map(partitionName)).toEqual([
+    expect(days.map((d) => partitionName(d))).toEqual([
       'readings_p20261122',
       'readings_p20261123',
       'readings_p20261124',

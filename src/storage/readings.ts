@@ -1,6 +1,14 @@
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
+import { CORE_METRICS } from '../catalog/index.ts';
 import { isForeignKeyViolation } from './errors.ts';
-import { type Database, type DeviceKind, NUMERIC_METRICS, type ReadingMetrics } from './schema.ts';
+import {
+  type Database,
+  type DeviceKind,
+  EXTRA_COLUMN_NAMES,
+  type ExtraValues,
+  READING_METRICS,
+  type ReadingMetrics,
+} from './schema.ts';
 
 /** A validated reading resolved to its site and device ids, ready to store. */
 export interface ReadingRecord extends Partial<ReadingMetrics> {
@@ -8,17 +16,21 @@ export interface ReadingRecord extends Partial<ReadingMetrics> {
   device_id: number;
   /** The registered kind of the device (not stored per reading; carried into the latest state). */
   kind: DeviceKind;
-  /** Reading time, epoch milliseconds. */
-  ts_ms: number;
+  /** Reading time, integer epoch microseconds: what `timestamptz` stores. */
+  ts_us: number;
   /** When hashwatt received it, epoch milliseconds (kept in the latest state, not per reading). */
   received_ms: number;
+  /** Extra metrics by `readings_extra` column, when the reading carries any. */
+  extras?: ExtraValues;
 }
 
 export interface WriteResult {
-  /** Readings newly stored. */
-  inserted: number;
-  /** For each input reading, true when the same (site, device, ts) was already stored (or came earlier in the batch). */
-  duplicate: boolean[];
+  /**
+   * For each input record, how many of its samples (metric values) were already stored, or came
+   * earlier in the same batch: a retry. Idempotency is per (device, ts, metric): a record whose
+   * other samples are new fills them into the stored row.
+   */
+  duplicateSamples: Uint32Array;
 }
 
 /**
@@ -28,7 +40,7 @@ export interface WriteResult {
  * ASICs) is sent as SQL NULL: a multi-argument unnest() pads it with NULLs, so neither side spends
  * time on a literal of thousands of NULLs.
  */
-function numberArrayLiteral(values: ArrayLike<number | null | undefined>): string | null {
+function arrayLiteral(values: ArrayLike<number | string | null | undefined>): string | null {
   let out = '{';
   let present = false;
   for (let i = 0; i < values.length; i++) {
@@ -45,113 +57,273 @@ function numberArrayLiteral(values: ArrayLike<number | null | undefined>): strin
 
 /** For key columns, which always have a value. */
 function keyArrayLiteral(values: ArrayLike<number>): string {
-  return numberArrayLiteral(values) ?? '{}';
+  return arrayLiteral(values) ?? '{}';
 }
 
-/** For enum labels (status, kind): plain identifiers, so no quoting either; all-NULL as above. */
-function labelArrayLiteral(values: ArrayLike<string | null | undefined>): string | null {
-  let out = '{';
-  let present = false;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (i > 0) out += ',';
-    if (v === null || v === undefined) out += 'NULL';
+type Value = number | string | null | undefined;
+
+/** A table of one row per (site, ts, device) with one nullable column per metric. */
+interface WideTable {
+  readonly name: 'readings' | 'readings_extra';
+  readonly columns: readonly { readonly name: string; readonly type: 'float8' | 'real' | 'device_status' }[];
+  /** The record's values in column order, or undefined when it has none for this table. */
+  readonly valuesOf: (record: ReadingRecord) => Value[] | undefined;
+}
+
+const CORE_TABLE: WideTable = {
+  name: 'readings',
+  columns: [
+    ...CORE_METRICS.map(
+      (m) => ({ name: m.name, type: m.precision === 'float4' ? 'real' : 'float8' }) as const,
+    ),
+    { name: 'status', type: 'device_status' },
+  ],
+  valuesOf(record) {
+    let present = false;
+    const values = new Array<Value>(READING_METRICS.length);
+    for (let c = 0; c < READING_METRICS.length; c++) {
+      const v = record[READING_METRICS[c]!];
+      values[c] = v;
+      if (v !== undefined && v !== null) present = true;
+    }
+    return present ? values : undefined;
+  },
+};
+
+const EXTRA_TABLE: WideTable = {
+  name: 'readings_extra',
+  columns: EXTRA_COLUMN_NAMES.map((name) => ({ name, type: 'float8' }) as const),
+  valuesOf(record) {
+    const extras = record.extras;
+    if (extras === undefined) return undefined;
+    let present = false;
+    const values = new Array<Value>(EXTRA_COLUMN_NAMES.length);
+    for (let c = 0; c < EXTRA_COLUMN_NAMES.length; c++) {
+      const v = extras[EXTRA_COLUMN_NAMES[c]!];
+      values[c] = v;
+      if (v !== undefined) present = true;
+    }
+    return present ? values : undefined;
+  },
+};
+
+/** One row to write: the merge of a batch's records with the same key, each sample owned by one record. */
+interface WideRow {
+  site_id: number;
+  device_id: number;
+  ts_us: number;
+  values: Value[];
+  /** The record (index in the batch) that brought each column's value; a number when all did. */
+  owner: number | Int32Array;
+}
+
+function ownerOf(row: WideRow, column: number): number {
+  return typeof row.owner === 'number' ? row.owner : row.owner[column]!;
+}
+
+/**
+ * The batch's rows for one table, in primary-key order (site, ts, device), records with the same
+ * key merged into one row: ON CONFLICT DO UPDATE refuses to touch a row twice, and a Prometheus
+ * batch from several shards can carry one device's instant twice. The first value of a column
+ * wins; a later one is a duplicate sample of its record. Key order also makes concurrent
+ * transactions inserting overlapping keys wait on each other in the same order instead of
+ * deadlocking, and touches index pages in sequence, which is faster (docs/storage.md).
+ */
+export function mergeRows(
+  table: Pick<WideTable, 'valuesOf'>,
+  records: readonly ReadingRecord[],
+  duplicateSamples: Uint32Array,
+): WideRow[] {
+  const order: number[] = [];
+  const valuesByRecord: (Value[] | undefined)[] = new Array(records.length);
+  for (let i = 0; i < records.length; i++) {
+    const values = table.valuesOf(records[i]!);
+    valuesByRecord[i] = values;
+    if (values !== undefined) order.push(i);
+  }
+  order.sort((a, b) => {
+    const x = records[a]!;
+    const y = records[b]!;
+    return x.site_id - y.site_id || x.ts_us - y.ts_us || x.device_id - y.device_id || a - b;
+  });
+  const rows: WideRow[] = [];
+  let last: WideRow | undefined;
+  for (const i of order) {
+    const r = records[i]!;
+    const values = valuesByRecord[i]!;
+    if (last && last.site_id === r.site_id && last.ts_us === r.ts_us && last.device_id === r.device_id) {
+      if (typeof last.owner === 'number') last.owner = new Int32Array(values.length).fill(last.owner);
+      for (let c = 0; c < values.length; c++) {
+        const v = values[c];
+        if (v === undefined || v === null) continue;
+        if (last.values[c] === undefined || last.values[c] === null) {
+          last.values[c] = v;
+          last.owner[c] = i;
+        } else duplicateSamples[i]!++;
+      }
+      continue;
+    }
+    last = { site_id: r.site_id, device_id: r.device_id, ts_us: r.ts_us, values: [...values], owner: i };
+    rows.push(last);
+  }
+  return rows;
+}
+
+function keyArrays(rows: readonly WideRow[]) {
+  const site = new Array<number>(rows.length);
+  const device = new Array<number>(rows.length);
+  const ts = new Array<number>(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    site[i] = rows[i]!.site_id;
+    device[i] = rows[i]!.device_id;
+    ts[i] = rows[i]!.ts_us;
+  }
+  return { site: keyArrayLiteral(site), device: keyArrayLiteral(device), ts: keyArrayLiteral(ts) };
+}
+
+function columnArray(rows: readonly WideRow[], c: number): string | null {
+  const values = new Array<Value>(rows.length);
+  for (let i = 0; i < rows.length; i++) values[i] = rows[i]!.values[c];
+  return arrayLiteral(values);
+}
+
+/** `to_timestamp` rounds to the microsecond, so integer microseconds round-trip exactly. */
+const TS_FROM_US = (ref: string) => sql.raw(`to_timestamp(${ref} / 1000000.0)`);
+
+/** `(r.c0 IS NOT NULL)::int::text || …`: which columns a stored row holds, one '0' or '1' each. */
+function heldMask(table: WideTable): RawBuilder<string> {
+  return sql.raw(table.columns.map((c) => `(r.${c.name} IS NOT NULL)::int::text`).join(' || '));
+}
+
+/** The unnest() of the key arrays and one typed array per column, aliased u(s, d, t, c0, c1, …). */
+function unnestRows(
+  table: WideTable,
+  rows: readonly WideRow[],
+  extra: RawBuilder<unknown>[] = [],
+  extraNames = '',
+) {
+  const k = keyArrays(rows);
+  const columns = table.columns.map((c, i) => sql`${columnArray(rows, i)}::${sql.raw(c.type)}[]`);
+  const names = table.columns.map((_, i) => `c${i}`).join(', ');
+  return sql`unnest(${k.site}::int[], ${k.device}::int[], ${k.ts}::float8[], ${sql.join([...columns, ...extra])})
+    AS u(s, d, t, ${sql.raw(names)}${sql.raw(extraNames)})`;
+}
+
+/**
+ * Writes one table's rows per sample: a new row is inserted; a row that exists keeps every value it
+ * holds (each is a duplicate sample) and gets the columns it lacks filled in. The normal path is
+ * one `INSERT … ON CONFLICT DO NOTHING`, reporting only a count: RETURNING every row cost ~30 % of
+ * the write rate (docs/performance.md). Only when the count falls short does the fill-in run,
+ * exact per sample (docs/storage.md, "Extra metrics and per-sample idempotency"): read which
+ * columns the conflicting rows hold, then update them only if they still hold just those. A row
+ * a concurrent writer changed in between is read again.
+ */
+async function writeWide(
+  trx: Kysely<Database>,
+  table: WideTable,
+  records: readonly ReadingRecord[],
+  duplicateSamples: Uint32Array,
+): Promise<void> {
+  const rows = mergeRows(table, records, duplicateSamples);
+  if (rows.length === 0) return;
+  const columnList = sql.raw(table.columns.map((c) => c.name).join(', '));
+  const valueList = sql.raw(table.columns.map((_, i) => `c${i}`).join(', '));
+  const result = await sql`
+    INSERT INTO ${sql.table(table.name)} (site_id, device_id, ts, ${columnList})
+    SELECT s, d, ${TS_FROM_US('t')}, ${valueList} FROM ${unnestRows(table, rows)}
+    ON CONFLICT DO NOTHING`.execute(trx);
+  if (Number(result.numAffectedRows ?? 0n) === rows.length) return;
+  let pending: readonly WideRow[] = rows;
+  for (let attempt = 0; pending.length > 0; attempt++) {
+    if (attempt === 5) throw new Error(`${table.name}: rows kept changing under the fill-in`);
+    pending = await fillIn(trx, table, pending, duplicateSamples);
+  }
+}
+
+/** One round of the fill-in; returns the rows a concurrent writer changed meanwhile, to read again. */
+async function fillIn(
+  trx: Kysely<Database>,
+  table: WideTable,
+  rows: readonly WideRow[],
+  duplicateSamples: Uint32Array,
+): Promise<WideRow[]> {
+  const k = keyArrays(rows);
+  // Rows this transaction inserted (xmin is ours) are new: nothing of them is a duplicate.
+  const { rows: held } = await sql<{ o: number; had: string }>`
+    SELECT u.o::int AS o, ${heldMask(table)} AS had
+    FROM unnest(${k.site}::int[], ${k.device}::int[], ${k.ts}::float8[]) WITH ORDINALITY AS u(s, d, t, o)
+    JOIN ${sql.table(table.name)} r
+      ON r.site_id = u.s AND r.ts = ${TS_FROM_US('u.t')} AND r.device_id = u.d
+    WHERE r.xmin <> pg_current_xact_id()::xid`.execute(trx);
+  const sources: WideRow[] = [];
+  const toFill: WideRow[] = [];
+  const masks: string[] = [];
+  for (const { o, had } of held) {
+    const row = rows[o - 1]!;
+    const fill = missingValues(row.values, had);
+    if (fill === undefined) countHeld(row, had, duplicateSamples);
     else {
-      out += v;
-      present = true;
+      sources.push(row);
+      toFill.push({ ...row, values: fill });
+      masks.push(had);
     }
   }
-  return present ? `${out}}` : null;
+  if (toFill.length === 0) return [];
+  const set = sql.raw(table.columns.map((c, i) => `${c.name} = COALESCE(r.${c.name}, u.c${i})`).join(', '));
+  const ordinals = keyArrayLiteral(toFill.map((_, i) => i + 1));
+  const { rows: updated } = await sql<{ o: number }>`
+    UPDATE ${sql.table(table.name)} r SET ${set}
+    FROM ${unnestRows(table, toFill, [sql`${`{${masks.join(',')}}`}::text[]`, sql`${ordinals}::int[]`], ', had, o')}
+    WHERE r.site_id = u.s AND r.ts = ${TS_FROM_US('u.t')} AND r.device_id = u.d
+      -- In READ COMMITTED the UPDATE re-checks this on the newest version of a row it waited for:
+      -- a concurrent fill of the same column makes it differ, and the row is read again.
+      AND ${heldMask(table)} = u.had
+    RETURNING u.o::int AS o`.execute(trx);
+  const done = new Set(updated.map((r) => r.o));
+  const again: WideRow[] = [];
+  for (let i = 0; i < toFill.length; i++) {
+    if (done.has(i + 1)) countHeld(sources[i]!, masks[i]!, duplicateSamples);
+    else again.push(sources[i]!);
+  }
+  return again;
 }
 
-function column<K extends keyof ReadingRecord>(
-  records: readonly ReadingRecord[],
-  key: K,
-): ReadingRecord[K][] {
-  const values = new Array<ReadingRecord[K]>(records.length);
-  for (let i = 0; i < records.length; i++) values[i] = records[i]![key];
-  return values;
+/** The values a stored row lacks (the rest undefined), or undefined when it lacks none of them. */
+export function missingValues(values: readonly Value[], had: string): Value[] | undefined {
+  let fills = false;
+  const fill: Value[] = new Array(values.length);
+  for (let c = 0; c < values.length; c++) {
+    const v = values[c];
+    if (v === undefined || v === null || had.charCodeAt(c) === 49 /* '1' */) continue;
+    fill[c] = v;
+    fills = true;
+  }
+  return fills ? fill : undefined;
+}
+
+/** Counts each value a stored row already held as a duplicate sample of the record that brought it. */
+function countHeld(row: WideRow, had: string, duplicateSamples: Uint32Array): void {
+  for (let c = 0; c < row.values.length; c++) {
+    const v = row.values[c];
+    if (v !== undefined && v !== null && had.charCodeAt(c) === 49) duplicateSamples[ownerOf(row, c)]!++;
+  }
 }
 
 /**
- * The unnest() arguments for a set of records, in the column order the insert statements use.
- * Timestamps travel as epoch milliseconds and are converted in SQL; to_timestamp() rounds to the
- * microsecond, so milliseconds round-trip exactly.
- */
-function unnestArguments(records: readonly ReadingRecord[]) {
-  return {
-    siteId: keyArrayLiteral(column(records, 'site_id')),
-    deviceId: keyArrayLiteral(column(records, 'device_id')),
-    tsMs: keyArrayLiteral(column(records, 'ts_ms')),
-    metrics: NUMERIC_METRICS.map((name) => numberArrayLiteral(column(records, name))),
-    status: labelArrayLiteral(column(records, 'status')),
-    kind: labelArrayLiteral(column(records, 'kind')),
-  };
-}
-
-/**
- * Stores a batch of readings in the caller's transaction. Rows whose (site, device, ts) already
- * exists are skipped and reported as duplicates, which makes a retried batch idempotent.
- *
- * The insert reports only a count: RETURNING every row cost ~30 % of the write rate
- * (docs/performance.md). Only when the count falls short (a retry) does a second statement find
- * which of the batch's rows this transaction inserted, by their xmin.
+ * Stores a batch of readings in the caller's transaction, per sample: core metrics in `readings`,
+ * extra metrics in `readings_extra`, each idempotent per (site, device, ts, column) (writeWide).
  */
 export async function insertReadings(
   trx: Kysely<Database>,
   records: readonly ReadingRecord[],
 ): Promise<WriteResult> {
-  if (records.length === 0) return { inserted: 0, duplicate: [] };
-  const a = unnestArguments(inKeyOrder(records));
-  const [power, hashrate, expected, temp, fan, util, mem, available] = a.metrics;
-  const result = await sql`
-    INSERT INTO readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c,
-      fan_rpm, gpu_util_pct, gpu_mem_used_bytes, available_power_w, status)
-    SELECT s, d, to_timestamp(t / 1000.0), p, h, e, tc, f, u, m, av, st
-    FROM unnest(${a.siteId}::int[], ${a.deviceId}::int[], ${a.tsMs}::float8[], ${power}::float8[],
-      ${hashrate}::float8[], ${expected}::float8[], ${temp}::real[], ${fan}::real[], ${util}::real[],
-      ${mem}::float8[], ${available}::float8[], ${a.status}::device_status[])
-      AS u(s, d, t, p, h, e, tc, f, u, m, av, st)
-    ON CONFLICT DO NOTHING`.execute(trx);
-  const inserted = Number(result.numAffectedRows ?? 0n);
-  if (inserted === records.length)
-    return { inserted, duplicate: new Array<boolean>(records.length).fill(false) };
-  const { rows } = await sql<{ device_id: number; ts_ms: number }>`
-    SELECT r.device_id, (extract(epoch FROM r.ts) * 1000)::float8 AS ts_ms
-    FROM readings r
-    JOIN unnest(${a.siteId}::int[], ${a.deviceId}::int[], ${a.tsMs}::float8[]) AS u(s, d, t)
-      ON r.site_id = u.s AND r.ts = to_timestamp(u.t / 1000.0) AND r.device_id = u.d
-    WHERE r.xmin = pg_current_xact_id()::xid`.execute(trx);
-  return { inserted, duplicate: markDuplicates(records, rows) };
-}
-
-/**
- * The records in primary-key order (site, ts, device). Concurrent transactions inserting overlapping
- * keys then wait on each other in the same order instead of deadlocking, and index pages are
- * touched in sequence, which is also faster (docs/storage.md).
- */
-function inKeyOrder(records: readonly ReadingRecord[]): ReadingRecord[] {
-  return [...records].sort((x, y) => x.site_id - y.site_id || x.ts_ms - y.ts_ms || x.device_id - y.device_id);
-}
-
-/**
- * Which input rows were not inserted. The first occurrence of a key inside the batch is the one
- * Postgres stores, so later repeats in the same batch count as duplicates too.
- */
-export function markDuplicates(
-  records: readonly ReadingRecord[],
-  inserted: readonly { device_id: number; ts_ms: number }[],
-): boolean[] {
-  const fresh = new Set<string>();
-  for (const row of inserted) fresh.add(`${row.device_id}:${row.ts_ms}`);
-  return records.map((r) => {
-    const key = `${r.device_id}:${r.ts_ms}`;
-    if (fresh.has(key)) {
-      fresh.delete(key);
-      return false;
-    }
-    return true;
-  });
+  const duplicateSamples = new Uint32Array(records.length);
+  if (records.length === 0) return { duplicateSamples };
+  await writeWide(trx, CORE_TABLE, records, duplicateSamples);
+  let extras = false;
+  for (let i = 0; i < records.length && !extras; i++) extras = records[i]!.extras !== undefined;
+  if (extras) await writeWide(trx, EXTRA_TABLE, records, duplicateSamples);
+  return { duplicateSamples };
 }
 
 /**
@@ -180,7 +352,7 @@ export async function updateDeviceLatest(
     // Devices deleted some other way than with their site: keep the rows whose device still exists.
     if (!isForeignKeyViolation(error)) throw error;
     const { rows } = await sql<{ id: number }>`
-      SELECT id FROM devices WHERE id = ANY(${keyArrayLiteral(column(sorted, 'device_id'))}::int[])`.execute(
+      SELECT id FROM devices WHERE id = ANY(${keyArrayLiteral(sorted.map((r) => r.device_id))}::int[])`.execute(
       db,
     );
     const live = new Set(rows.map((r) => r.id));
@@ -188,28 +360,74 @@ export async function updateDeviceLatest(
   }
 }
 
+/**
+ * How long a device's latest state keeps a metric that a newer reading does not carry. Prometheus
+ * spreads one scrape's series over shards and requests seconds apart, so a newer instant can arrive
+ * metric by metric; within this window the metrics still missing keep their last value instead of
+ * blinking out. Past it, a metric the device stopped reporting is gone from its latest state.
+ */
+export const LATEST_CARRY_US = 60_000_000;
+
+/**
+ * The latest state after `next`, given the latest `held` (pure; the same rule as the SQL upsert of
+ * device_latest): a newer reading wins, carrying the metrics it lacks from `held` within
+ * LATEST_CARRY_US; a reading of the same instant only fills in what `held` lacks (a stored value is
+ * never replaced, as in `readings`) and moves `received_ms` forward; an older one changes nothing.
+ * Returns `held` itself when nothing changes, `next` itself when nothing is carried.
+ */
+export function mergeLatest(held: ReadingRecord | undefined, next: ReadingRecord): ReadingRecord {
+  if (held === undefined || next.ts_us - held.ts_us > LATEST_CARRY_US) return next;
+  if (next.ts_us < held.ts_us) return held;
+  const [base, filler] = next.ts_us === held.ts_us ? [held, next] : [next, held];
+  let merged: ReadingRecord | undefined;
+  for (const name of READING_METRICS) {
+    if (
+      (base[name] === undefined || base[name] === null) &&
+      filler[name] !== undefined &&
+      filler[name] !== null
+    ) {
+      merged ??= { ...base };
+      (merged as unknown as Record<string, unknown>)[name] = filler[name];
+    }
+  }
+  const out = merged ?? base;
+  // As the SQL's GREATEST(received_at): batches can commit out of order.
+  const received = Math.max(held.received_ms, next.received_ms);
+  if (out.received_ms === received) return out;
+  if (out === merged) {
+    out.received_ms = received;
+    return out;
+  }
+  return { ...out, received_ms: received };
+}
+
 async function upsertDeviceLatest(db: Kysely<Database>, sorted: readonly ReadingRecord[]): Promise<void> {
   if (sorted.length === 0) return;
-  const a = unnestArguments(sorted);
-  const receivedMs = keyArrayLiteral(column(sorted, 'received_ms'));
-  const [power, hashrate, expected, temp, fan, util, mem, available] = a.metrics;
+  const pick = <T>(get: (r: ReadingRecord) => T) => sorted.map(get);
+  const columns = CORE_TABLE.columns;
+  const metricArrays = columns.map(
+    (c, i) => sql`${arrayLiteral(pick((r) => r[READING_METRICS[i]!]))}::${sql.raw(c.type)}[]`,
+  );
+  const names = columns.map((c) => c.name);
+  const carry = `${LATEST_CARRY_US / 1_000_000} seconds`;
+  const set = names
+    .map(
+      (n) => `${n} = CASE WHEN excluded.ts = device_latest.ts THEN COALESCE(device_latest.${n}, excluded.${n})
+        WHEN excluded.ts - device_latest.ts <= interval '${carry}' THEN COALESCE(excluded.${n}, device_latest.${n})
+        ELSE excluded.${n} END`,
+    )
+    .join(',\n');
   await sql`
-    INSERT INTO device_latest (device_id, site_id, kind, ts, received_at, power_w, hashrate_ths,
-      expected_hashrate_ths, temp_c, fan_rpm, gpu_util_pct, gpu_mem_used_bytes, available_power_w, status)
-    SELECT d, s, k, to_timestamp(t / 1000.0), to_timestamp(rt / 1000.0), p, h, e, tc, f, u, m, av, st
-    FROM unnest(${a.siteId}::int[], ${a.deviceId}::int[], ${a.kind}::device_kind[], ${a.tsMs}::float8[],
-      ${receivedMs}::float8[], ${power}::float8[], ${hashrate}::float8[], ${expected}::float8[],
-      ${temp}::real[], ${fan}::real[], ${util}::real[], ${mem}::float8[], ${available}::float8[],
-      ${a.status}::device_status[])
-      AS u(s, d, k, t, rt, p, h, e, tc, f, u, m, av, st)
+    INSERT INTO device_latest (device_id, site_id, kind, ts, received_at, ${sql.raw(names.join(', '))})
+    SELECT d, s, k, ${TS_FROM_US('t')}, to_timestamp(rt / 1000.0), ${sql.raw(names.map((_, i) => `c${i}`).join(', '))}
+    FROM unnest(${keyArrayLiteral(pick((r) => r.site_id))}::int[], ${keyArrayLiteral(pick((r) => r.device_id))}::int[],
+      ${arrayLiteral(pick((r) => r.kind))}::device_kind[], ${keyArrayLiteral(pick((r) => r.ts_us))}::float8[],
+      ${keyArrayLiteral(pick((r) => r.received_ms))}::float8[], ${sql.join(metricArrays)})
+      AS u(s, d, k, t, rt, ${sql.raw(names.map((_, i) => `c${i}`).join(', '))})
     ON CONFLICT (device_id) DO UPDATE SET
       site_id = excluded.site_id, kind = excluded.kind, ts = excluded.ts,
       received_at = GREATEST(excluded.received_at, device_latest.received_at),
-      power_w = excluded.power_w, hashrate_ths = excluded.hashrate_ths,
-      expected_hashrate_ths = excluded.expected_hashrate_ths, temp_c = excluded.temp_c,
-      fan_rpm = excluded.fan_rpm, gpu_util_pct = excluded.gpu_util_pct,
-      gpu_mem_used_bytes = excluded.gpu_mem_used_bytes, available_power_w = excluded.available_power_w,
-      status = excluded.status
+      ${sql.raw(set)}
     -- >= so a retried reading still refreshes received_at; an older (backfilled) one never wins.
     WHERE excluded.ts >= device_latest.ts`.execute(db);
 }
@@ -217,7 +435,7 @@ async function upsertDeviceLatest(db: Kysely<Database>, sorted: readonly Reading
 export interface GuardedWriteResult extends WriteResult {
   /**
    * Sites of the batch that no longer exist (deleted, perhaps by another replica): their records
-   * were not stored, and their entries in `duplicate` are false and mean nothing.
+   * were not stored, and their entries in `duplicateSamples` are 0 and mean nothing.
    */
   goneSites: ReadonlySet<number>;
 }
@@ -260,17 +478,39 @@ export async function writeReadings(
   db: Kysely<Database>,
   records: readonly ReadingRecord[],
 ): Promise<GuardedWriteResult> {
-  if (records.length === 0) return { inserted: 0, duplicate: [], goneSites: NO_SITES };
+  if (records.length === 0) return { duplicateSamples: new Uint32Array(0), goneSites: NO_SITES };
   return inTransaction(db, async (trx) => {
     const goneSites = await lockSites(trx, records);
     if (goneSites.size === 0) return { ...(await insertReadings(trx, records)), goneSites };
     const live = records.filter((r) => !goneSites.has(r.site_id));
     const stored = await insertReadings(trx, live);
-    const duplicate = new Array<boolean>(records.length).fill(false);
+    const duplicateSamples = new Uint32Array(records.length);
     for (let i = 0, k = 0; i < records.length; i++) {
-      if (!goneSites.has(records[i]!.site_id)) duplicate[i] = stored.duplicate[k++]!;
+      if (!goneSites.has(records[i]!.site_id)) duplicateSamples[i] = stored.duplicateSamples[k++]!;
     }
-    return { inserted: stored.inserted, duplicate, goneSites };
+    return { duplicateSamples, goneSites };
+  });
+}
+
+/** Extra-metric rows of one device in [fromMs, toMs), oldest first, with only the columns it holds. */
+export async function readDeviceExtras(
+  db: Kysely<Database>,
+  siteId: number,
+  deviceId: number,
+  fromMs: number,
+  toMs: number,
+): Promise<{ ts_us: number; extras: ExtraValues }[]> {
+  const { rows } = await sql<Record<string, number | null>>`
+    SELECT (extract(epoch FROM ts) * 1000000)::float8 AS ts_us, ${sql.raw(EXTRA_COLUMN_NAMES.join(', '))}
+    FROM readings_extra
+    WHERE site_id = ${siteId} AND device_id = ${deviceId}
+      AND ts >= ${new Date(fromMs)} AND ts < ${new Date(toMs)}
+    ORDER BY ts`.execute(db);
+  return rows.map((row) => {
+    const extras: ExtraValues = {};
+    for (const name of EXTRA_COLUMN_NAMES)
+      if (row[name] !== null && row[name] !== undefined) extras[name] = row[name];
+    return { ts_us: row.ts_us!, extras };
   });
 }
 

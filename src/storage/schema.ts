@@ -6,6 +6,7 @@ import {
   DEVICE_STATUSES,
   type DeviceKind,
   type DeviceStatus,
+  EXTRA_COLUMNS,
   SITE_KINDS,
   type SiteKind,
 } from '../catalog/index.ts';
@@ -57,6 +58,23 @@ export interface ReadingsTable extends ReadingMetrics {
   ts: Timestamp;
 }
 
+/**
+ * Values of extra metrics by `readings_extra` column (`chip_temp_c_0`, `gpu_xid_last`): only the
+ * columns a reading carries are present.
+ */
+export type ExtraValues = Record<string, number>;
+
+/** The `readings_extra` columns, in the order the write statements list them: the catalog's order. */
+export const EXTRA_COLUMN_NAMES: readonly string[] = EXTRA_COLUMNS.map((c) => c.column);
+
+/** `readings_extra`: the key of `readings`, then one float8 column per extra catalog column. */
+export interface ReadingsExtraTable {
+  site_id: number;
+  device_id: number;
+  ts: Timestamp;
+  [column: string]: number | null | Timestamp;
+}
+
 export interface DeviceLatestTable extends ReadingMetrics {
   device_id: number;
   site_id: number;
@@ -70,6 +88,7 @@ export interface Database {
   sites: SitesTable;
   devices: DevicesTable;
   readings: ReadingsTable;
+  readings_extra: ReadingsExtraTable;
   device_latest: DeviceLatestTable;
 }
 

@@ -150,6 +150,7 @@ export async function deleteSiteWith(
       if (onlyIfEmpty && (await siteHasData(trx, id))) return 'has_data';
       // readings has no foreign key (it would cost every insert), so it is purged explicitly.
       await trx.deleteFrom('readings').where('site_id', '=', id).execute();
+      await trx.deleteFrom('readings_extra').where('site_id', '=', id).execute();
       const result = await trx.deleteFrom('sites').where('id', '=', id).executeTakeFirst();
       return result.numDeletedRows > 0n ? 'deleted' : 'missing';
     });

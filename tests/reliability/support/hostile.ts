@@ -465,7 +465,8 @@ export class IngestModel {
         rejectedIndexes.push(i);
         return;
       }
-      const { device, tsMs } = c.reading;
+      const { device, tsUs } = c.reading;
+      const tsMs = tsUs / 1000;
       if (!this.devices.has(device) && !registrable.has(device)) {
         rejectedIndexes.push(i);
         kindRequired.push(i);
