@@ -32,6 +32,11 @@ export interface MetricRule {
   /** The label whose value becomes the sample's index (hashboard, fan). */
   readonly indexFrom?: string;
   /**
+   * The part of `indexFrom`'s value that is the index: the first capture group (IPMI's `Fan3` or
+   * `fan_3` → "3"). A series whose label does not match is not this rule's.
+   */
+  readonly indexPattern?: RegExp;
+  /**
    * Several source series that land on the same (device, metric, index, instant): 'max' keeps the
    * largest (hottest chip of a board), 'sum' adds them (shares over pools, PSUs of one server),
    * 'mean' averages them (the core `fan_rpm` is the mean of the fans).
@@ -133,6 +138,9 @@ export function matchesWhere(rule: MetricRule, get: LabelLookup): boolean {
   if (rule.match !== undefined) {
     for (const key in rule.match) if (!rule.match[key]!.test(get(key) ?? '')) return false;
   }
+  if (rule.indexPattern !== undefined && rule.indexFrom !== undefined) {
+    if (!rule.indexPattern.test(get(rule.indexFrom) ?? '')) return false;
+  }
   return true;
 }
 
@@ -149,7 +157,9 @@ export function indexOf(rule: MetricRule, get: LabelLookup): string | undefined 
   if (rule.index !== undefined) return rule.index;
   if (rule.indexFrom !== undefined) {
     const v = get(rule.indexFrom);
-    return v === undefined || v === '' ? undefined : v;
+    if (v === undefined || v === '') return undefined;
+    if (rule.indexPattern === undefined) return v;
+    return rule.indexPattern.exec(v)?.[1];
   }
   return undefined;
 }

@@ -60,9 +60,9 @@ describe('decodeLineProtocol: Telegraf inputs', () => {
       'srv-1 inlet_temp_c': 24,
       'srv-1 temp_c': 67,
       'srv-1 outlet_temp_c': 41,
-      'srv-1 fan_speed_rpm[fan_1]': 9000,
+      'srv-1 fan_speed_rpm[1]': 9000,
       'srv-1 fan_rpm': 9300,
-      'srv-1 fan_speed_rpm[fan_2]': 9600,
+      'srv-1 fan_speed_rpm[2]': 9600,
     });
     expect(r.samples.every((s) => s.kind === 'other')).toBe(true);
     expect(byKey(decodeLineProtocol(lines(false), opts))['srv-1 power_w']).toBe(830);

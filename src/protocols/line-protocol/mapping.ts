@@ -83,7 +83,14 @@ export const IPMI_SENSOR: MeasurementRule = {
         combine: 'max',
       },
       { metric: 'temp_c', where: { unit: 'degrees_c' }, combine: 'max' },
-      { metric: 'fan_speed_rpm', where: { unit: 'rpm' }, indexFrom: 'name' },
+      // `Fan1A`/`Fan1B` (a redundant pair) both land on fan 1: the faster one is kept.
+      {
+        metric: 'fan_speed_rpm',
+        where: { unit: 'rpm' },
+        indexFrom: 'name',
+        indexPattern: /(\d+)/,
+        combine: 'max',
+      },
       { metric: 'fan_rpm', where: { unit: 'rpm' }, combine: 'mean' },
     ],
   },
