@@ -25,6 +25,10 @@ Usage:
   hashwatt sites delete SITE [--purge]           --purge also deletes its devices and readings
   hashwatt alerts [--state firing|pending|resolved|all] [--site SITE] [--json]
                                                    alerts of the built-in engine (default: firing)
+  hashwatt tokens create --name NAME --role viewer [--site SITE]... [--token-only]
+                                                   a named read-only token (all sites, or each --site)
+  hashwatt tokens list [--json]
+  hashwatt tokens revoke ID                        the token stops working at once
 
 SITE is a site's id or its name.
 
@@ -47,7 +51,9 @@ const { values, positionals } = parseArgs({
     'token-only': { type: 'boolean' },
     json: { type: 'boolean' },
     state: { type: 'string' },
-    site: { type: 'string' },
+    // Several for `tokens create`; `alerts` takes the last one.
+    site: { type: 'string', multiple: true },
+    role: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -160,7 +166,7 @@ async function run(command: string | undefined, sub: string | undefined, arg: st
     if (!ALERT_STATES.includes(state)) fail(`--state must be one of ${ALERT_STATES.join(', ')}`);
     const query = new URLSearchParams({
       ...(state !== 'all' && { state }),
-      ...(values.site !== undefined && { site: values.site }),
+      ...(values.site !== undefined && { site: values.site.at(-1)! }),
     });
     const { alerts } = (await admin('GET', `/api/v1/alerts?${query}`)) as { alerts: AlertSummary[] };
     if (values.json) print(alerts);
@@ -219,8 +225,72 @@ async function run(command: string | undefined, sub: string | undefined, arg: st
       default:
         fail(`unknown command "sites ${sub ?? ''}"\n\n${USAGE}`);
     }
+  } else if (command === 'tokens') {
+    await tokensCommand(sub, arg);
   } else {
     fail(`unknown command "${command}"\n\n${USAGE}`);
+  }
+}
+
+interface TokenSummary {
+  id: number;
+  name: string;
+  role: string;
+  sites: number[] | null;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+
+async function tokensCommand(sub: string | undefined, arg: string | undefined): Promise<void> {
+  switch (sub) {
+    case 'create': {
+      if (!values.name) fail('tokens create needs --name');
+      const sites: number[] = [];
+      for (const ref of values.site ?? []) {
+        const path = await sitePath(ref, 'tokens create');
+        sites.push(Number(path.split('/').at(-1)));
+      }
+      const created = (await admin('POST', '/api/v1/tokens', {
+        name: values.name,
+        role: values.role ?? 'viewer',
+        ...(sites.length > 0 && { sites }),
+      })) as { api_token: TokenSummary; token: string };
+      if (values['token-only']) {
+        process.stdout.write(`${created.token}\n`);
+        break;
+      }
+      print(created.api_token);
+      process.stdout.write(`\ntoken (shown only this once; store it now):\n${created.token}\n`);
+      break;
+    }
+    case 'list': {
+      const { tokens } = (await admin('GET', '/api/v1/tokens')) as { tokens: TokenSummary[] };
+      if (values.json) print(tokens);
+      else
+        process.stdout.write(
+          `${tokens
+            .map((t) =>
+              [
+                t.id,
+                t.name,
+                t.role,
+                t.sites?.join(',') ?? 'all sites',
+                t.revoked_at ? 'revoked' : `last used ${t.last_used_at ?? 'never'}`,
+              ].join('  '),
+            )
+            .join('\n')}\n`,
+        );
+      break;
+    }
+    case 'revoke':
+      if (arg === undefined || !/^[1-9][0-9]*$/.test(arg))
+        fail('tokens revoke needs a token id (hashwatt tokens list)');
+      await admin('DELETE', `/api/v1/tokens/${arg}`);
+      process.stdout.write('revoked\n');
+      break;
+    default:
+      fail(`unknown command "tokens ${sub ?? ''}"\n\n${USAGE}`);
   }
 }
 

@@ -13,6 +13,7 @@ export const ERROR_STATUS = {
   not_found: 404,
   site_exists: 409,
   site_has_data: 409,
+  token_exists: 409,
   payload_too_large: 413,
   too_many_readings: 413,
   unsupported_media_type: 415,

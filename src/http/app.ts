@@ -7,6 +7,7 @@ import type { IngestPipeline } from '../ingest/pipeline.ts';
 import type { Logger } from '../log.ts';
 import { receiverRoutes, UnmappedSeries, unmappedRoutes } from '../receivers/index.ts';
 import { siteRoutes } from '../sites/routes.ts';
+import { apiTokenRoutes } from '../tokens/index.ts';
 import type { Storage } from '../storage/database.ts';
 import { requireAdmin, type SiteAuthenticator } from './auth.ts';
 import { requireBearer } from './bearer.ts';
@@ -129,6 +130,9 @@ export function createApp(deps: AppDeps) {
       onSiteDeleted: deps.onSiteDeleted,
     }),
   );
+  app.use('/api/v1/tokens/*', requireAdmin(deps.adminToken));
+  app.use('/api/v1/tokens', requireAdmin(deps.adminToken));
+  app.route('/api/v1/tokens', apiTokenRoutes({ storage: deps.storage }));
   app.use('/api/v1/alerts', requireAdmin(deps.adminToken));
   app.route('/api/v1', alertRoutes({ storage: deps.storage }));
   app.route('/api/v1/ingest', ingestRoutes(deps.pipeline, deps.authenticateSite));

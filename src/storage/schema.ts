@@ -83,6 +83,21 @@ export interface DeviceLatestTable extends ReadingMetrics {
   received_at: Timestamp;
 }
 
+export const API_TOKEN_ROLES = ['viewer'] as const;
+export type ApiTokenRole = (typeof API_TOKEN_ROLES)[number];
+
+export interface ApiTokensTable {
+  id: Generated<number>;
+  name: string;
+  role: ApiTokenRole;
+  /** The sites it may read; null = every site. */
+  site_ids: number[] | null;
+  token_hash: Buffer | Uint8Array;
+  created_at: DefaultedTimestamp;
+  last_used_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  revoked_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
 /** The one database interface; only files under src/storage import Kysely. */
 export interface Database {
   sites: SitesTable;
@@ -90,6 +105,7 @@ export interface Database {
   readings: ReadingsTable;
   readings_extra: ReadingsExtraTable;
   device_latest: DeviceLatestTable;
+  api_tokens: ApiTokensTable;
 }
 
 export type SiteRow = Selectable<SitesTable>;
@@ -97,3 +113,4 @@ export type NewSite = Insertable<SitesTable>;
 export type DeviceRow = Selectable<DevicesTable>;
 export type ReadingRow = Selectable<ReadingsTable>;
 export type DeviceLatestRow = Selectable<DeviceLatestTable>;
+export type ApiTokenRow = Selectable<ApiTokensTable>;
