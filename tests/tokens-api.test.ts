@@ -39,7 +39,7 @@ describe.each(BACKENDS)('named API tokens on %s', (backend) => {
     // The use is recorded (off the request path): await it.
     let listed: { tokens: { id: number; last_used_at: string | null }[] } = { tokens: [] };
     for (let i = 0; i < 50; i++) {
-      listed = await (await adminRequest(service.url, 'GET', '/api/v1/tokens')).json();
+      listed = (await (await adminRequest(service.url, 'GET', '/api/v1/tokens')).json()) as typeof listed;
       if (listed.tokens[0]?.last_used_at) break;
       await new Promise((r) => setTimeout(r, 20));
     }
