@@ -33,7 +33,8 @@ export interface PowerFigures {
 export function sitePower(p: PowerInputs): PowerFigures {
   const meterTrusted = p.metersTotal > 0 && p.metersReporting === p.metersTotal && p.meterPowerW !== null;
   const drawnW = meterTrusted ? p.meterPowerW! : p.devicePowerW;
-  const availableFromMeter = meterTrusted && p.metersWithAvailable === p.metersTotal && p.meterAvailableW !== null;
+  const availableFromMeter =
+    meterTrusted && p.metersWithAvailable === p.metersTotal && p.meterAvailableW !== null;
   const availableW = availableFromMeter ? p.meterAvailableW! : p.capacityW;
   return {
     drawnW,
