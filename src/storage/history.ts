@@ -80,6 +80,9 @@ export interface PowerStepRow {
   meters_available: number;
   device_w: number | null;
   devices: number;
+  /** ASICs' (mining) and GPUs' (AI) own power, for the energy split by workload. */
+  asic_w: number | null;
+  gpu_w: number | null;
 }
 
 /** A site's power inputs per step: meters' and devices' power, each device reduced by `agg` first. */
@@ -94,7 +97,9 @@ export async function sitePowerSteps(
       sum(av) FILTER (WHERE kind = 'meter')::float8 AS meter_available_w,
       count(av) FILTER (WHERE kind = 'meter')::int AS meters_available,
       sum(p) FILTER (WHERE kind IN ('asic', 'gpu', 'other'))::float8 AS device_w,
-      count(p) FILTER (WHERE kind IN ('asic', 'gpu', 'other'))::int AS devices
+      count(p) FILTER (WHERE kind IN ('asic', 'gpu', 'other'))::int AS devices,
+      sum(p) FILTER (WHERE kind = 'asic')::float8 AS asic_w,
+      sum(p) FILTER (WHERE kind = 'gpu')::float8 AS gpu_w
     FROM (
       SELECT ${bucket(q.stepMs)} AS b, r.device_id, d.kind,
         ${reduce(q.agg, 'power_w')} AS p, ${reduce(q.agg, 'available_power_w')} AS av
@@ -126,4 +131,18 @@ export async function findSiteDevice(
   let query = db.selectFrom('devices').select(['id', 'external_id', 'kind']).where('site_id', '=', siteId);
   query = 'id' in ref ? query.where('id', '=', ref.id) : query.where('external_id', '=', ref.name);
   return query.executeTakeFirst();
+}
+
+/** The mean power price a site's meters pushed per step (`power_price_per_mwh`), where they did. */
+export async function sitePriceSteps(
+  db: Kysely<Database>,
+  q: StepWindow & { siteId: number },
+): Promise<{ b: number; price: number }[]> {
+  const { rows } = await sql<{ b: number; price: number }>`
+    SELECT ${bucket(q.stepMs)} AS b, avg(r.power_price_per_mwh)::float8 AS price
+    FROM readings_extra r
+    WHERE r.site_id = ${q.siteId} AND r.ts >= ${new Date(q.fromMs)} AND r.ts < ${new Date(q.toMs)}
+      AND r.power_price_per_mwh IS NOT NULL
+    GROUP BY 1 ORDER BY 1`.execute(db);
+  return rows;
 }

@@ -1,0 +1,210 @@
+/**
+ * Energy per hour or day: the integral of the site's drawn power by the fleet's rule, minute by
+ * minute (docs/read-api.md). Each minute with data contributes its mean drawn power × 60 s; a
+ * minute without data contributes nothing and lowers the bucket's coverage, so a gap is visible
+ * instead of being guessed.
+ */
+import { z } from 'zod';
+import { HashwattError } from '../errors.ts';
+import { sitePower } from '../fleet/power-source.ts';
+import type { Storage } from '../storage/database.ts';
+import { countSiteMeters, type PowerStepRow, sitePowerSteps, sitePriceSteps } from '../storage/history.ts';
+
+const MINUTE_MS = 60_000;
+const J_PER_KWH = 3_600_000;
+/** Most buckets one answer may hold (a year of hours is 8 784). */
+export const MAX_BUCKETS = 10_000;
+
+export const EnergyQuery = z.strictObject({
+  from: z.string().min(1).max(40),
+  to: z.string().min(1).max(40).optional(),
+  bucket: z.enum(['hour', 'day']).default('hour'),
+});
+
+export interface EnergyBucket {
+  start: string;
+  kwh: number;
+  mining_kwh: number;
+  ai_kwh: number;
+  other_kwh: number;
+  /** Share of the bucket's minutes that had power data. */
+  coverage_ratio: number;
+  /** kWh × price: the site's pushed `power_price_per_mwh` where it has one, else its tariff; null without either. */
+  cost: number | null;
+}
+
+/** One minute's energy split by workload, and its price if pushed. */
+export interface MinuteEnergy {
+  startMs: number;
+  joules: number;
+  miningJ: number;
+  aiJ: number;
+  otherJ: number;
+}
+
+/**
+ * A minute's energy from its power inputs: drawn power by the meter rule; mining and AI are the
+ * ASICs' and GPUs' own power; other is what they do not explain (the meter's rest, or other devices).
+ */
+export function minuteEnergy(row: PowerStepRow, metersTotal: number, capacityW: number): MinuteEnergy {
+  const figures = sitePower({
+    metersTotal,
+    metersReporting: row.meters,
+    meterPowerW: row.meter_w,
+    metersWithAvailable: row.meters_available,
+    meterAvailableW: row.meter_available_w,
+    devicePowerW: row.device_w ?? 0,
+    capacityW,
+  });
+  const seconds = MINUTE_MS / 1000;
+  const mining = (row.asic_w ?? 0) * seconds;
+  const ai = (row.gpu_w ?? 0) * seconds;
+  const total = figures.drawnW * seconds;
+  return {
+    startMs: row.b,
+    joules: total,
+    miningJ: mining,
+    aiJ: ai,
+    otherJ: Math.max(0, total - mining - ai),
+  };
+}
+
+/** The UTC instants of local midnights (or hours) from `fromMs` to `toMs` in a time zone. */
+export function bucketStarts(
+  fromMs: number,
+  toMs: number,
+  bucket: 'hour' | 'day',
+  timeZone: string,
+): number[] {
+  if (bucket === 'hour') {
+    const starts: number[] = [];
+    for (let t = Math.floor(fromMs / 3_600_000) * 3_600_000; t < toMs; t += 3_600_000) starts.push(t);
+    return starts;
+  }
+  const starts: number[] = [];
+  let t = localMidnight(fromMs, timeZone);
+  while (t < toMs) {
+    starts.push(t);
+    // The next local midnight: 26 h on is always in the next day, whatever DST does.
+    t = localMidnight(t + 26 * 3_600_000, timeZone);
+  }
+  return starts;
+}
+
+/** A time zone's wall clock at an instant, read as if it were UTC (epoch ms). */
+function wallClockMs(ms: number, timeZone: string): number {
+  const parts = new Intl.DateTimeFormat('en-CA', {
+    timeZone,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+    hour: '2-digit',
+    minute: '2-digit',
+    second: '2-digit',
+    hourCycle: 'h23',
+  }).formatToParts(new Date(ms));
+  const get = (type: string) => Number(parts.find((p) => p.type === type)!.value);
+  return Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
+}
+
+/** The UTC instant of the local midnight starting the day that contains `ms` in `timeZone`. */
+export function localMidnight(ms: number, timeZone: string): number {
+  const wall = wallClockMs(ms, timeZone);
+  const midnightWall = Math.floor(wall / 86_400_000) * 86_400_000;
+  // The zone's offset at midnight may differ from its offset at `ms` (a DST change that day):
+  // take the offset at a first guess, then at the corrected instant.
+  let guess = midnightWall - (wall - Math.floor(ms / 1000) * 1000);
+  for (let i = 0; i < 2; i++) guess = midnightWall - (wallClockMs(guess, timeZone) - guess);
+  return guess;
+}
+
+/** Adds minutes into buckets; pure, for the tests. */
+export function energyBuckets(
+  starts: readonly number[],
+  endMs: number,
+  minutes: readonly MinuteEnergy[],
+  pricePerMwh: (minuteStartMs: number) => number | null,
+): EnergyBucket[] {
+  const buckets = starts.map((start, i) => ({
+    start,
+    end: starts[i + 1] ?? endMs,
+    j: 0,
+    mining: 0,
+    ai: 0,
+    other: 0,
+    minutes: 0,
+    cost: 0,
+    priced: false,
+  }));
+  let k = 0;
+  for (const m of minutes) {
+    while (k < buckets.length && m.startMs >= buckets[k]!.end) k++;
+    const b = buckets[k];
+    if (!b || m.startMs < b.start) continue;
+    b.j += m.joules;
+    b.mining += m.miningJ;
+    b.ai += m.aiJ;
+    b.other += m.otherJ;
+    b.minutes++;
+    const price = pricePerMwh(m.startMs);
+    if (price !== null) {
+      b.cost += (m.joules / J_PER_KWH / 1000) * price;
+      b.priced = true;
+    }
+  }
+  return buckets.map((b) => ({
+    start: new Date(b.start).toISOString(),
+    kwh: b.j / J_PER_KWH,
+    mining_kwh: b.mining / J_PER_KWH,
+    ai_kwh: b.ai / J_PER_KWH,
+    other_kwh: b.other / J_PER_KWH,
+    coverage_ratio: b.minutes / Math.max(1, Math.round((b.end - b.start) / MINUTE_MS)),
+    cost: b.priced ? b.cost : null,
+  }));
+}
+
+function instantMs(raw: string, field: string): number {
+  if (/^\d{1,16}$/.test(raw)) return Number(raw);
+  const ms = Date.parse(raw);
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(raw) || Number.isNaN(ms))
+    throw new HashwattError('invalid_query', 'expected an RFC 3339 timestamp or integer epoch milliseconds', {
+      field,
+    });
+  return ms;
+}
+
+/** A site's energy per bucket. `tariffPerMwh` is the site's flat price (metadata), if any. */
+export async function siteEnergy(
+  storage: Storage,
+  site: { id: number; capacity_w: number; timezone: string | null; tariffPerMwh: number | null },
+  q: z.infer<typeof EnergyQuery>,
+  nowMs: number,
+): Promise<{ bucket: 'hour' | 'day'; timezone: string; buckets: EnergyBucket[] }> {
+  const fromMs = instantMs(q.from, 'from');
+  const toMs = q.to === undefined ? nowMs : instantMs(q.to, 'to');
+  if (fromMs >= toMs)
+    throw new HashwattError('invalid_query', '"from" must be before "to"', { field: 'from' });
+  const timeZone = site.timezone ?? 'UTC';
+  const starts = bucketStarts(fromMs, toMs, q.bucket, timeZone);
+  if (starts.length > MAX_BUCKETS)
+    throw new HashwattError(
+      'invalid_query',
+      `${starts.length} buckets, at most ${MAX_BUCKETS}: narrow from/to`,
+      { field: 'from' },
+    );
+  const window = { fromMs: starts[0]!, toMs, stepMs: MINUTE_MS };
+  const [rows, metersTotal, prices] = await Promise.all([
+    sitePowerSteps(storage.db, { ...window, siteId: site.id, agg: 'avg' }),
+    countSiteMeters(storage.db, site.id),
+    sitePriceSteps(storage.db, { ...window, siteId: site.id }),
+  ]);
+  const minutes = rows
+    .filter((r) => r.meters > 0 || r.devices > 0)
+    .map((r) => minuteEnergy(r, metersTotal, site.capacity_w));
+  const pushed = new Map(prices.map((p) => [p.b, p.price]));
+  return {
+    bucket: q.bucket,
+    timezone: timeZone,
+    buckets: energyBuckets(starts, toMs, minutes, (t) => pushed.get(t) ?? site.tariffPerMwh),
+  };
+}
