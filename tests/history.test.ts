@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { siteEnergy } from '../src/history/energy.ts';
 import { deviceSeries, siteSeries } from '../src/history/series.ts';
 import type { Storage } from '../src/storage/database.ts';
 import { ensurePartitions } from '../src/storage/partitions.ts';
@@ -144,6 +145,29 @@ describe.each(BACKENDS)('site and device series on %s', (backend) => {
       NOW,
     );
     expect(byId.points.map((p) => p[1])).toEqual([2000, null, 2100, null, null]);
+  });
+
+  it('energy of a known load is its integral, with irregular reporting and a gap', async () => {
+    const s = await site('energy', [['a1', 'asic']]);
+    const rows: ReadingRecord[] = [];
+    // 3.6 kW, reported at irregular moments, every minute of the hour but minutes 20–29.
+    for (let m = 0; m < 60; m++) {
+      if (m >= 20 && m < 30) continue;
+      for (const sec of m % 2 === 0 ? [3, 41] : [17])
+        rows.push(s.record('a1', T0 + m * MIN + sec * 1000, { power_w: 3600 }));
+    }
+    await writeReadings(storage.db, rows);
+    const { buckets } = await siteEnergy(
+      storage,
+      { ...s.site, timezone: null, tariffPerMwh: 80 },
+      { from: new Date(T0).toISOString(), to: new Date(T0 + 3_600_000).toISOString(), bucket: 'hour' },
+      NOW,
+    );
+    expect(buckets).toHaveLength(1);
+    expect(buckets[0]!.kwh).toBeCloseTo(3.6 * (50 / 60), 9);
+    expect(buckets[0]!.mining_kwh).toBeCloseTo(3.6 * (50 / 60), 9);
+    expect(buckets[0]!.coverage_ratio).toBeCloseTo(50 / 60, 12);
+    expect(buckets[0]!.cost).toBeCloseTo((3.6 * (50 / 60) * 80) / 1000, 9);
   });
 
   it('refuses an unknown metric and more than 10 000 points with 400s naming what to change', async () => {
