@@ -163,6 +163,17 @@ export function energyBuckets(
   }));
 }
 
+/** The zone when the runtime knows it (a site's timezone is free text); undefined otherwise. */
+export function knownTimeZone(zone: string | null): string | undefined {
+  if (zone === null) return undefined;
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: zone });
+    return zone;
+  } catch {
+    return undefined;
+  }
+}
+
 function instantMs(raw: string, field: string): number {
   if (/^\d{1,16}$/.test(raw)) return Number(raw);
   const ms = Date.parse(raw);
@@ -184,7 +195,7 @@ export async function siteEnergy(
   const toMs = q.to === undefined ? nowMs : instantMs(q.to, 'to');
   if (fromMs >= toMs)
     throw new HashwattError('invalid_query', '"from" must be before "to"', { field: 'from' });
-  const timeZone = site.timezone ?? 'UTC';
+  const timeZone = knownTimeZone(site.timezone) ?? 'UTC';
   const starts = bucketStarts(fromMs, toMs, q.bucket, timeZone);
   if (starts.length > MAX_BUCKETS)
     throw new HashwattError(

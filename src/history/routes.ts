@@ -1,0 +1,68 @@
+import { Hono } from 'hono';
+import { z } from 'zod';
+import { parseParams, parseQuery } from '../http/validate.ts';
+import { mayRead, type ReaderAuthDeps, readerAuthenticator, siteNotFound } from '../read/reader.ts';
+import { SiteIdParams } from '../sites/service.ts';
+import type { Storage } from '../storage/database.ts';
+import { findSite } from '../storage/sites.ts';
+import { EnergyQuery, siteEnergy } from './energy.ts';
+import { SeriesQuery } from './query.ts';
+import { deviceSeries, siteSeries } from './series.ts';
+
+const SiteDeviceParams = z.strictObject({ id: SiteIdParams.shape.id, device: z.string().min(1).max(256) });
+
+/** The flat tariff a site may carry in its metadata (`power_price_per_mwh`), for energy cost. */
+function tariffOf(metadata: Record<string, unknown>): number | null {
+  const price = metadata.power_price_per_mwh;
+  return typeof price === 'number' && Number.isFinite(price) ? price : null;
+}
+
+/**
+ * History: series of a site or a device, and energy. Readable by whoever may read the site (the
+ * admin, the site's own token); any other site answers 404. Mount at /api/v1, with the read routes.
+ */
+export function historyRoutes(deps: ReaderAuthDeps & { storage: Storage; now?: () => number }) {
+  const { storage } = deps;
+  const now = deps.now ?? Date.now;
+  const readerOf = readerAuthenticator(deps);
+
+  async function readableSite(c: Parameters<typeof readerOf>[0], id: number) {
+    const reader = await readerOf(c);
+    if (!mayRead(reader, id)) throw siteNotFound(id);
+    const site = await findSite(storage.db, id);
+    if (!site) throw siteNotFound(id);
+    return site;
+  }
+
+  return new Hono()
+    .get('/sites/:id/series', async (c) => {
+      const { id } = parseParams(SiteIdParams, c.req.param());
+      const query = parseQuery(SeriesQuery, c.req.query());
+      const site = await readableSite(c, id);
+      return c.json(await siteSeries(storage, site, query, now()));
+    })
+    .get('/sites/:id/devices/:device/series', async (c) => {
+      const { id, device } = parseParams(SiteDeviceParams, c.req.param());
+      const query = parseQuery(SeriesQuery, c.req.query());
+      await readableSite(c, id);
+      return c.json(await deviceSeries(storage, id, device, query, now()));
+    })
+    .get('/sites/:id/energy', async (c) => {
+      const { id } = parseParams(SiteIdParams, c.req.param());
+      const query = parseQuery(EnergyQuery, c.req.query());
+      const site = await readableSite(c, id);
+      return c.json(
+        await siteEnergy(
+          storage,
+          {
+            id: site.id,
+            capacity_w: site.capacity_w,
+            timezone: site.timezone,
+            tariffPerMwh: tariffOf(site.metadata),
+          },
+          query,
+          now(),
+        ),
+      );
+    });
+}

@@ -1,0 +1,371 @@
+/**
+ * Every route the service serves, described for the OpenAPI document with the zod schemas the
+ * routes validate with. tests/openapi.test.ts holds this list to the app's registered routes.
+ */
+import { z } from 'zod';
+import { AlertsQuery, SiteAlertsQuery } from '../alerting/routes.ts';
+import { EnergyQuery } from '../history/energy.ts';
+import { SeriesQuery } from '../history/query.ts';
+import { MAX_READINGS_PER_BATCH } from '../ingest/envelope.ts';
+import { ReadingSchema } from '../ingest/reading.ts';
+import { DeleteSiteQuery } from '../sites/routes.ts';
+import { NewSiteRequest, SiteIdParams, SitePatchRequest } from '../sites/service.ts';
+import { ApiTokenIdParams, NewApiTokenRequest } from '../tokens/service.ts';
+import type { RouteDoc } from './openapi.ts';
+
+const NoQuery = z.strictObject({});
+
+const ErrorEnvelope = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    field: z.string().optional(),
+    retry_after_ms: z.number().optional(),
+    request_id: z.string().optional(),
+  }),
+});
+
+const ok = (description: string, schema?: z.ZodType) => ({ description, ...(schema && { schema }) });
+const error = (description: string) => ({ description, schema: ErrorEnvelope });
+const ADMIN_ERRORS = {
+  '400': error('invalid input, naming the field'),
+  '401': error('missing or wrong admin token'),
+};
+const READ_ERRORS = {
+  '400': error('invalid query, naming the parameter'),
+  '401': error('missing or unknown token'),
+  '404': error('no such site, or not one this token may read'),
+};
+
+const Rejection = z.object({ index: z.number(), field: z.string(), code: z.string(), message: z.string() });
+const IngestAnswer = z.object({
+  accepted: z.number(),
+  duplicates: z.number(),
+  accepted_samples: z.number(),
+  duplicate_samples: z.number(),
+  rejected: z.array(Rejection),
+});
+const IngestBody = z.strictObject({ readings: z.array(ReadingSchema).max(MAX_READINGS_PER_BATCH) });
+const SiteDeviceParams = z.strictObject({
+  id: SiteIdParams.shape.id,
+  device: z.string().describe("the device's id, or its URL-encoded name (names may contain /)"),
+});
+const Series = z.object({
+  metric: z.string(),
+  unit: z.string(),
+  step_s: z.number(),
+  agg: z.enum(['avg', 'min', 'max', 'last']),
+  source: z.enum(['raw', '1m', '1h']),
+  points: z.array(z.tuple([z.number(), z.number().nullable()])),
+  power_source: z.array(z.string().nullable()).optional(),
+});
+
+const RemoteWriteQuery = NoQuery;
+const InfluxV2Query = z.object({
+  org: z.string().optional().describe('accepted and ignored: the token names the site'),
+  bucket: z.string().optional().describe('accepted and ignored'),
+  precision: z.enum(['ns', 'us', 'ms', 's']).optional(),
+});
+const InfluxV1Query = z.object({
+  db: z.string().optional().describe('accepted and ignored'),
+  precision: z.enum(['n', 'ns', 'u', 'us', 'ms', 's', 'm', 'h']).optional(),
+  u: z.string().optional().describe('ignored'),
+  p: z.string().optional().describe('the site token, when not in Authorization'),
+});
+const influxError = {
+  description: 'InfluxDB error body',
+  schema: z.object({ code: z.string(), message: z.string() }),
+};
+
+export const API_ROUTES: readonly RouteDoc[] = [
+  {
+    method: 'get',
+    path: '/healthz',
+    summary: 'the process is alive',
+    tag: 'service',
+    auth: 'none',
+    responses: { '200': ok('alive') },
+  },
+  {
+    method: 'get',
+    path: '/readyz',
+    summary: 'ready: the database answers and migrations are applied',
+    tag: 'service',
+    auth: 'none',
+    responses: { '200': ok('ready'), '503': ok('not ready, with the reason') },
+  },
+  {
+    method: 'get',
+    path: '/metrics',
+    summary: 'Prometheus exposition: ingest health and per-site fleet gauges (docs/metrics.md)',
+    tag: 'service',
+    auth: 'metrics',
+    responses: { '200': { description: 'text exposition format', contentType: 'text/plain' } },
+  },
+  {
+    method: 'get',
+    path: '/openapi.json',
+    summary: 'this document',
+    tag: 'service',
+    auth: 'none',
+    responses: { '200': ok('OpenAPI 3.1') },
+  },
+  {
+    method: 'get',
+    path: '/docs',
+    summary: 'interactive API docs',
+    tag: 'service',
+    auth: 'none',
+    responses: { '200': { description: 'HTML', contentType: 'text/html' } },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/sites',
+    summary: 'create a site; its ingest token is returned only here',
+    tag: 'sites',
+    auth: 'admin',
+    query: NoQuery,
+    body: [{ contentType: 'application/json', schema: NewSiteRequest }],
+    responses: { '201': ok('created'), '409': error('the name is taken'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/sites',
+    summary: 'list sites',
+    tag: 'sites',
+    auth: 'admin',
+    query: NoQuery,
+    responses: { '200': ok('the sites'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/sites/:id',
+    summary: 'one site',
+    tag: 'sites',
+    auth: 'admin',
+    params: SiteIdParams,
+    query: NoQuery,
+    responses: { '200': ok('the site'), '404': error('no such site'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'patch',
+    path: '/api/v1/sites/:id',
+    summary: 'update a site (any subset; threshold overrides, null resets one)',
+    tag: 'sites',
+    auth: 'admin',
+    params: SiteIdParams,
+    query: NoQuery,
+    body: [{ contentType: 'application/json', schema: SitePatchRequest }],
+    responses: {
+      '200': ok('the site'),
+      '404': error('no such site'),
+      '409': error('the name is taken'),
+      ...ADMIN_ERRORS,
+    },
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/sites/:id',
+    summary: 'delete a site (with purge=true when it has data)',
+    tag: 'sites',
+    auth: 'admin',
+    params: SiteIdParams,
+    query: DeleteSiteQuery,
+    responses: {
+      '204': ok('deleted'),
+      '404': error('no such site'),
+      '409': error('it has data: purge=true'),
+      ...ADMIN_ERRORS,
+    },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/sites/:id/token',
+    summary: 'rotate the ingest token; the old one stops working at once',
+    tag: 'sites',
+    auth: 'admin',
+    params: SiteIdParams,
+    query: NoQuery,
+    responses: { '200': ok('the new token'), '404': error('no such site'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/sites/:id/unmapped',
+    summary: "what the site's collectors push that hashwatt does not map (this replica, since it started)",
+    tag: 'ingest',
+    auth: 'admin',
+    params: SiteIdParams,
+    query: NoQuery,
+    responses: { '200': ok('counts and names'), '404': error('no such site'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/alerts',
+    summary: 'alerts of the built-in engine (docs/alerting.md)',
+    tag: 'alerts',
+    auth: 'admin',
+    query: AlertsQuery,
+    responses: { '200': ok('alerts'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/sites/:id/alerts',
+    summary: "a site's alert history",
+    tag: 'alerts',
+    auth: 'admin',
+    params: SiteIdParams,
+    query: SiteAlertsQuery,
+    responses: { '200': ok('alerts'), '404': error('no such site'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/tokens',
+    summary: 'create a named read-only token; the token is returned only here',
+    tag: 'tokens',
+    auth: 'admin',
+    query: NoQuery,
+    body: [{ contentType: 'application/json', schema: NewApiTokenRequest }],
+    responses: { '201': ok('created'), '409': error('the name is taken'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/tokens',
+    summary: 'list named tokens (never the tokens themselves)',
+    tag: 'tokens',
+    auth: 'admin',
+    query: NoQuery,
+    responses: { '200': ok('the tokens'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/tokens/:id',
+    summary: 'revoke a named token',
+    tag: 'tokens',
+    auth: 'admin',
+    params: ApiTokenIdParams,
+    query: NoQuery,
+    responses: { '204': ok('revoked'), '404': error('no live token with that id'), ...ADMIN_ERRORS },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/ingest',
+    summary: 'push readings (docs/ingest.md); answered after commit',
+    tag: 'ingest',
+    auth: 'site',
+    body: [{ contentType: 'application/json', schema: IngestBody }],
+    responses: {
+      '200': ok('committed; per-reading outcome', IngestAnswer),
+      '400': error('malformed body'),
+      '401': error('missing or unknown site token'),
+      '413': error('too large'),
+      '415': error('not JSON, or an unknown Content-Encoding'),
+      '429': error('overloaded: retry after Retry-After'),
+      '503': error('database unavailable or shutting down: retry'),
+    },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/write',
+    summary: 'Prometheus remote_write 1.0 (docs/protocols/remote-write.md)',
+    tag: 'receivers',
+    auth: 'site',
+    query: RemoteWriteQuery,
+    body: [
+      { contentType: 'application/x-protobuf', description: 'snappy-compressed prometheus.WriteRequest' },
+    ],
+    responses: {
+      '204': ok('everything mappable written'),
+      '400': { description: 'invalid data (the valid samples were written)', contentType: 'text/plain' },
+      '401': { description: 'missing or unknown token', contentType: 'text/plain' },
+      '415': { description: 'not remote_write 1.0', contentType: 'text/plain' },
+      '429': { description: 'retry after Retry-After', contentType: 'text/plain' },
+      '503': { description: 'retry after Retry-After', contentType: 'text/plain' },
+    },
+  },
+  {
+    method: 'post',
+    path: '/api/v2/write',
+    summary: 'InfluxDB line protocol, v2 API (docs/protocols/line-protocol.md)',
+    tag: 'receivers',
+    auth: 'site',
+    query: InfluxV2Query,
+    body: [{ contentType: 'text/plain', description: 'line protocol, optionally gzip' }],
+    responses: {
+      '204': ok('all written'),
+      '400': influxError,
+      '401': influxError,
+      '422': {
+        ...influxError,
+        description: 'partial write: the good lines are written, the first bad one named',
+      },
+      '429': influxError,
+      '503': influxError,
+    },
+  },
+  {
+    method: 'post',
+    path: '/write',
+    summary: 'InfluxDB line protocol, v1 API',
+    tag: 'receivers',
+    auth: 'site',
+    query: InfluxV1Query,
+    body: [{ contentType: 'text/plain', description: 'line protocol, optionally gzip' }],
+    responses: {
+      '204': ok('all written'),
+      '400': influxError,
+      '401': influxError,
+      '422': influxError,
+      '429': influxError,
+      '503': influxError,
+    },
+  },
+  {
+    method: 'post',
+    path: '/v1/metrics',
+    summary: 'OTLP/HTTP metrics (docs/protocols/otlp.md)',
+    tag: 'receivers',
+    auth: 'site',
+    body: [
+      { contentType: 'application/x-protobuf', description: 'ExportMetricsServiceRequest' },
+      { contentType: 'application/json', description: 'ExportMetricsServiceRequest, OTLP JSON encoding' },
+    ],
+    responses: {
+      '200': ok('ExportMetricsServiceResponse; partial_success names rejected data points'),
+      '400': ok('google.rpc.Status'),
+      '401': ok('google.rpc.Status'),
+      '415': ok('google.rpc.Status'),
+      '429': ok('google.rpc.Status, retry after Retry-After'),
+      '503': ok('google.rpc.Status, retry after Retry-After'),
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/sites/:id/series',
+    summary: "a site's metric over time, by the fleet rules (docs/read-api.md)",
+    tag: 'read',
+    auth: 'reader',
+    params: SiteIdParams,
+    query: SeriesQuery,
+    responses: { '200': ok('the series', Series), ...READ_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/sites/:id/devices/:device/series',
+    summary: "one device's metric over time, core or extra",
+    tag: 'read',
+    auth: 'reader',
+    params: SiteDeviceParams,
+    query: SeriesQuery,
+    responses: { '200': ok('the series', Series), ...READ_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/sites/:id/energy',
+    summary: 'energy per hour or day in the site’s time zone, split by workload, with coverage and cost',
+    tag: 'read',
+    auth: 'reader',
+    params: SiteIdParams,
+    query: EnergyQuery,
+    responses: { '200': ok('buckets'), ...READ_ERRORS },
+  },
+];
