@@ -17,6 +17,7 @@ import { authenticateToken } from './sites/service.ts';
 import { openDatabase, type Storage } from './storage/database.ts';
 import { migrateToLatest, pendingMigrations } from './storage/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions } from './storage/partitions.ts';
+import { applyReaderGrants, READER_ROLE } from './storage/reader-grants.ts';
 
 /** Knobs tests and benchmarks turn; production uses the defaults. */
 export interface ServiceTuning {
@@ -60,6 +61,13 @@ async function openAndMigrate(config: Config, logger: Logger): Promise<Storage> 
   try {
     const applied = await migrateToLatest(storage.db);
     if (applied.length > 0) logger.info({ migrations: applied }, 'migrations applied');
+    // Not fatal: without the privilege to grant (a managed database's app user), the operator grants by hand.
+    await applyReaderGrants(storage.db).catch((error: unknown) =>
+      logger.warn(
+        { err: String(error), role: READER_ROLE },
+        'could not set the dashboard reader role’s grants',
+      ),
+    );
     return storage;
   } catch (error) {
     await storage.close();

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseConfig } from '../src/config.ts';
+import { READER_ROLE } from '../src/storage/reader-grants.ts';
 
 // No Docker engine runs in CI, so the compose stack is checked statically: every file it mounts
 // exists, every variable it passes is one hashwatt reads, and the hostnames, ports, paths and
@@ -252,8 +253,11 @@ describe('docker-compose.yml', () => {
     const script = scripts.map((f) => read(`deploy/postgres/init/${f}`)).join('\n');
     const reader = /GRAFANA_DB_USER:-([a-z_][a-z0-9_]*)/.exec(script)?.[1];
     expect(reader, 'deploy/postgres/init/ must create the reader role (GRAFANA_DB_USER:-name)').toBeDefined();
-    expect(script).toMatch(/GRANT SELECT ON ALL TABLES IN SCHEMA public/);
-    expect(script).toMatch(/ALTER DEFAULT PRIVILEGES FOR ROLE .* GRANT SELECT ON TABLES/);
+    // The login role is a member of the role hashwatt grants at start (src/storage/reader-grants.ts);
+    // no blanket grant, which would let dashboards read token hashes.
+    expect(script).toContain(`CREATE ROLE ${READER_ROLE} NOLOGIN`);
+    expect(script).toMatch(new RegExp(`CREATE ROLE :"reader" .*IN ROLE ${READER_ROLE};`));
+    expect(script).not.toMatch(/GRANT SELECT ON ALL TABLES|ALTER DEFAULT PRIVILEGES/);
 
     const pg = env('postgres');
     expect(pgDatasource.url).toBe('postgres:5432');
