@@ -18,6 +18,7 @@ import { openDatabase, type Storage } from './storage/database.ts';
 import { migrateToLatest, pendingMigrations } from './storage/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions } from './storage/partitions.ts';
 import { applyReaderGrants, READER_ROLE } from './storage/reader-grants.ts';
+import { authenticateApiToken } from './tokens/index.ts';
 
 /** Knobs tests and benchmarks turn; production uses the defaults. */
 export interface ServiceTuning {
@@ -183,6 +184,8 @@ export async function startService(
 
   const app = createApp({
     storage,
+    fleet,
+    authenticateViewer: (token) => authenticateApiToken(storage, token),
     pipeline,
     logger,
     adminToken: config.adminToken,

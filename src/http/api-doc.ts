@@ -8,6 +8,7 @@ import { EnergyQuery } from '../history/energy.ts';
 import { SeriesQuery } from '../history/query.ts';
 import { MAX_READINGS_PER_BATCH } from '../ingest/envelope.ts';
 import { ReadingSchema } from '../ingest/reading.ts';
+import { DevicesQuery } from '../read/index.ts';
 import { DeleteSiteQuery } from '../sites/routes.ts';
 import { NewSiteRequest, SiteIdParams, SitePatchRequest } from '../sites/service.ts';
 import { ApiTokenIdParams, NewApiTokenRequest } from '../tokens/service.ts';
@@ -337,6 +338,36 @@ export const API_ROUTES: readonly RouteDoc[] = [
       '429': ok('google.rpc.Status, retry after Retry-After'),
       '503': ok('google.rpc.Status, retry after Retry-After'),
     },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/fleet',
+    summary:
+      'every site the caller may read, now: power, surplus, hashrate, GPUs, devices by state, firing alerts',
+    tag: 'read',
+    auth: 'reader',
+    query: NoQuery,
+    responses: { '200': ok('the sites, as of the fleet snapshot'), ...READ_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/sites/:id/status',
+    summary: 'one site now (the same object as in /api/v1/fleet)',
+    tag: 'read',
+    auth: 'reader',
+    params: SiteIdParams,
+    query: NoQuery,
+    responses: { '200': ok('the site'), ...READ_ERRORS },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/sites/:id/devices',
+    summary: 'the latest state of each device, paged by cursor (stable under inserts)',
+    tag: 'read',
+    auth: 'reader',
+    params: SiteIdParams,
+    query: DevicesQuery,
+    responses: { '200': ok('a page of devices and the next cursor'), ...READ_ERRORS },
   },
   {
     method: 'get',

@@ -1,17 +1,22 @@
 import { Hono } from 'hono';
 import { alertRoutes } from '../alerting/routes.ts';
 import { HashwattError } from '../errors.ts';
+import type { FleetReader } from '../fleet/index.ts';
 import type { Thresholds } from '../fleet/thresholds.ts';
+import { historyRoutes } from '../history/routes.ts';
 import { ingestRoutes } from '../ingest/http.ts';
 import type { IngestPipeline } from '../ingest/pipeline.ts';
 import type { Logger } from '../log.ts';
+import { readRoutes } from '../read/index.ts';
 import { receiverRoutes, UnmappedSeries, unmappedRoutes } from '../receivers/index.ts';
 import { siteRoutes } from '../sites/routes.ts';
-import { apiTokenRoutes } from '../tokens/index.ts';
 import type { Storage } from '../storage/database.ts';
+import { type ApiTokenGrant, apiTokenRoutes } from '../tokens/index.ts';
+import { API_ROUTES } from './api-doc.ts';
 import { requireAdmin, type SiteAuthenticator } from './auth.ts';
 import { requireBearer } from './bearer.ts';
 import { errorResponse, requestError } from './errors.ts';
+import { openApiDocument, openApiRoutes, SERVICE_VERSION } from './openapi.ts';
 import { acceptRequestId } from './request-id.ts';
 
 /** Fields gathered while a request runs and logged once at its end: one wide event per request. */
@@ -39,7 +44,11 @@ export interface AppDeps {
   /** Bearer token /metrics requires; unset, /metrics is open (the Prometheus convention). */
   metricsToken?: string;
   thresholdDefaults: Thresholds;
+  /** The fleet snapshot /metrics reads, shared with the read API (which takes its own when absent). */
+  fleet?: FleetReader;
   onSiteDeleted?: (siteId: number) => void;
+  /** Named read-only tokens; without it, only the admin and site tokens read. */
+  authenticateViewer?: (token: string) => Promise<ApiTokenGrant | undefined>;
   /** What the push receivers could not map, per site; one is made when not given. */
   unmapped?: UnmappedSeries;
 }
@@ -104,6 +113,7 @@ export function createApp(deps: AppDeps) {
     errorResponse(c, new HashwattError('not_found', `no route for ${c.req.method} ${c.req.path}`)),
   );
 
+  app.route('/', openApiRoutes(openApiDocument(API_ROUTES, SERVICE_VERSION)));
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
     const readiness = await deps.readiness();
@@ -120,6 +130,28 @@ export function createApp(deps: AppDeps) {
     );
   }
 
+  // Ahead of the admin-only middleware below: the read routes authenticate for themselves (the
+  // admin, or a site's own token for its site), and a route that answers never reaches it.
+  app.route(
+    '/api/v1',
+    readRoutes({
+      storage: deps.storage,
+      fleet: deps.fleet,
+      thresholdDefaults: deps.thresholdDefaults,
+      adminToken: deps.adminToken,
+      authenticateSite: deps.authenticateSite,
+      authenticateViewer: deps.authenticateViewer,
+    }),
+  );
+  app.route(
+    '/api/v1',
+    historyRoutes({
+      storage: deps.storage,
+      adminToken: deps.adminToken,
+      authenticateSite: deps.authenticateSite,
+      authenticateViewer: deps.authenticateViewer,
+    }),
+  );
   app.use('/api/v1/sites/*', requireAdmin(deps.adminToken));
   app.use('/api/v1/sites', requireAdmin(deps.adminToken));
   app.route(

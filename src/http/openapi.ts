@@ -135,6 +135,8 @@ export function openApiDocument(routes: readonly RouteDoc[], version: string) {
 }
 
 const require = createRequire(import.meta.url);
+/** The package's version: the document's `info.version`. */
+export const SERVICE_VERSION: string = (require('../../package.json') as { version: string }).version;
 const SWAGGER_DIR = path.dirname(require.resolve('swagger-ui-dist/package.json'));
 const ASSETS: Record<string, string> = {
   'swagger-ui.css': 'text/css; charset=utf-8',

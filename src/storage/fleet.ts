@@ -1,5 +1,12 @@
-import { type Kysely, sql } from 'kysely';
-import type { Database, DeviceKind, DeviceStatus, SiteKind } from './schema.ts';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
+import {
+  type Database,
+  type DeviceKind,
+  type DeviceStatus,
+  READING_METRICS,
+  type ReadingMetrics,
+  type SiteKind,
+} from './schema.ts';
 
 /** A site as the fleet aggregate needs it. */
 export interface FleetSite {
@@ -49,6 +56,31 @@ export async function listFleetSites(db: Kysely<Database>): Promise<FleetSite[]>
 }
 
 /**
+ * When a device of a site was last fresh: `now` minus the site's device_stale_after_s (its override,
+ * else the default). `thresholds` is the site row's thresholds column.
+ */
+function freshAfterSql(thresholds: RawBuilder<unknown>, nowIso: string, defaultStaleAfterS: number) {
+  const staleAfterS = sql`COALESCE((${thresholds}->>'device_stale_after_s')::float8, ${defaultStaleAfterS}::float8)`;
+  return sql<Date>`${nowIso}::timestamptz - make_interval(secs => ${staleAfterS})`;
+}
+
+/**
+ * classifyDevice (src/fleet/device-state.ts) in SQL, over the device_latest row aliased `latest`:
+ * the one SQL form of the rule, shared by the fleet aggregate and the device listing, and held to
+ * the TypeScript rule by tests/fleet.test.ts.
+ */
+function deviceStateSql(latest: string, freshAfter: RawBuilder<unknown>) {
+  const column = (name: string) => sql.ref(`${latest}.${name}`);
+  return sql<GroupState>`CASE
+        WHEN ${column('status')} = 'curtailed' THEN 'curtailed'
+        WHEN ${column('received_at')} < ${freshAfter} THEN 'stale'
+        WHEN ${column('status')} IN ('error', 'offline') THEN 'down'
+        WHEN ${column('kind')} = 'asic' AND ${column('hashrate_ths')} = 0 THEN 'down'
+        ELSE 'up'
+      END`;
+}
+
+/**
  * One pass over device_latest, grouped by (site, kind, state, fresh): a few thousand groups for a
  * fleet of 300 000 devices, aggregated where they live instead of shipped to Node. The CASE is
  * classifyDevice (src/fleet/device-state.ts) in SQL; tests/fleet.test.ts holds the two to agreement.
@@ -59,22 +91,16 @@ export async function aggregateDeviceGroups(
   defaults: FleetQueryDefaults,
 ): Promise<DeviceGroup[]> {
   const now = new Date(nowMs).toISOString();
+  const freshAfter = sql.ref('t.fresh_after');
   const { rows } = await sql<DeviceGroup>`
     WITH t AS (
       SELECT id,
-        ${now}::timestamptz - make_interval(secs => COALESCE((thresholds->>'device_stale_after_s')::float8,
-          ${defaults.deviceStaleAfterS}::float8)) AS fresh_after,
+        ${freshAfterSql(sql.ref('thresholds'), now, defaults.deviceStaleAfterS)} AS fresh_after,
         COALESCE((thresholds->>'gpu_idle_util_max')::float8, ${defaults.gpuIdleUtilMax}::float8) * 100 AS idle_util_pct
       FROM sites
     )
     SELECT l.site_id, l.kind,
-      CASE
-        WHEN l.status = 'curtailed' THEN 'curtailed'
-        WHEN l.received_at < t.fresh_after THEN 'stale'
-        WHEN l.status IN ('error', 'offline') THEN 'down'
-        WHEN l.kind = 'asic' AND l.hashrate_ths = 0 THEN 'down'
-        ELSE 'up'
-      END AS state,
+      ${deviceStateSql('l', freshAfter)} AS state,
       l.received_at >= t.fresh_after AS fresh,
       count(*)::int AS devices,
       (extract(epoch FROM max(l.received_at)) * 1000)::float8 AS last_received_ms,
@@ -89,6 +115,64 @@ export async function aggregateDeviceGroups(
       count(l.available_power_w)::int AS with_available
     FROM device_latest l JOIN t ON t.id = l.site_id
     GROUP BY 1, 2, 3, 4`.execute(db);
+  return rows;
+}
+
+/** One device of a site with its latest state: a row of the device listing. */
+export interface LatestDeviceRow extends ReadingMetrics {
+  device_id: number;
+  /** The agent's name for the device, unique within its site: the listing's order and cursor key. */
+  external_id: string;
+  kind: DeviceKind;
+  model: string | null;
+  /** The latest reading's own timestamp (the device's clock). */
+  ts: Date;
+  /** When hashwatt received it (server clock): what freshness is judged by. */
+  received_at: Date;
+}
+
+export interface LatestDeviceFilter {
+  state?: GroupState;
+  kind?: DeviceKind;
+  /** Case-insensitive substring of the device's name. */
+  nameContains?: string;
+  /** Only devices whose name sorts after this one (the keyset cursor). */
+  afterName?: string;
+  limit: number;
+}
+
+/**
+ * A page of one site's devices that have a latest state, in name order (the database's collation),
+ * by keyset on (site_id, external_id): the unique index serves the order and the cursor, so a page
+ * costs the same at any depth and inserts never repeat or skip a device already listed. `state`
+ * filters by the same SQL rule as the fleet aggregate, at `nowMs`.
+ */
+export async function listLatestDevices(
+  db: Kysely<Database>,
+  siteId: number,
+  nowMs: number,
+  defaults: Pick<FleetQueryDefaults, 'deviceStaleAfterS'>,
+  filter: LatestDeviceFilter,
+): Promise<LatestDeviceRow[]> {
+  const now = new Date(nowMs).toISOString();
+  const conditions = [sql`d.site_id = ${siteId}`];
+  if (filter.afterName !== undefined) conditions.push(sql`d.external_id > ${filter.afterName}`);
+  if (filter.kind !== undefined) conditions.push(sql`d.kind = ${filter.kind}`);
+  if (filter.nameContains !== undefined)
+    conditions.push(sql`strpos(lower(d.external_id), lower(${filter.nameContains})) > 0`);
+  if (filter.state !== undefined) {
+    const freshAfter = freshAfterSql(sql.ref('s.thresholds'), now, defaults.deviceStaleAfterS);
+    conditions.push(sql`${deviceStateSql('l', freshAfter)} = ${filter.state}`);
+  }
+  const metrics = READING_METRICS.map((name) => sql.ref(`l.${name}`));
+  const { rows } = await sql<LatestDeviceRow>`
+    SELECT d.id AS device_id, d.external_id, d.kind, d.model, l.ts, l.received_at, ${sql.join(metrics)}
+    FROM devices d
+    JOIN device_latest l ON l.device_id = d.id
+    JOIN sites s ON s.id = d.site_id
+    WHERE ${sql.join(conditions, sql` AND `)}
+    ORDER BY d.external_id
+    LIMIT ${filter.limit}`.execute(db);
   return rows;
 }
 

@@ -1,0 +1,61 @@
+import type { Context } from 'hono';
+import { HashwattError } from '../errors.ts';
+import type { SiteAuthenticator } from '../http/auth.ts';
+import { bearerToken, digestsEqual, hashToken } from '../sites/tokens.ts';
+import type { ApiTokenGrant } from '../tokens/index.ts';
+
+/**
+ * Who is reading: the admin reads every site, a site's own ingest token only that site. Read-only
+ * viewer tokens (all sites or a listed set) are one more variant here and one more lookup below.
+ */
+export type Reader =
+  | { kind: 'admin' }
+  | { kind: 'site'; siteId: number }
+  /** A named read-only token: every site (`siteIds` undefined) or those listed. */
+  | { kind: 'viewer'; tokenId: number; name: string; siteIds: ReadonlySet<number> | undefined };
+
+export interface ReaderAuthDeps {
+  /** Unset, no token is the admin's; site tokens still read their own site. */
+  adminToken: string | undefined;
+  authenticateSite: SiteAuthenticator;
+  /** Named read-only tokens (src/tokens/); without it only the admin and site tokens read. */
+  authenticateViewer?: (token: string) => Promise<ApiTokenGrant | undefined>;
+}
+
+const unauthorized = (message: string) => new HashwattError('unauthorized', message);
+
+/** Builds `readerOf(c)`: the reader a request's bearer token names, or a 401. */
+export function readerAuthenticator({ adminToken, authenticateSite, authenticateViewer }: ReaderAuthDeps) {
+  const adminDigest = adminToken ? hashToken(adminToken) : undefined;
+  return async function readerOf(c: Context): Promise<Reader> {
+    const token = bearerToken(c.req.header('authorization'));
+    if (!token) throw unauthorized('missing bearer token');
+    // Compared by digest in constant time, as requireAdmin does: a wrong guess says nothing.
+    if (adminDigest && digestsEqual(hashToken(token), adminDigest)) return { kind: 'admin' };
+    const viewer = await authenticateViewer?.(token);
+    if (viewer) return { kind: 'viewer', tokenId: viewer.id, name: viewer.name, siteIds: viewer.siteIds };
+    const site = await authenticateSite(token);
+    if (site) return { kind: 'site', siteId: site.id };
+    throw unauthorized('unknown token');
+  };
+}
+
+/** True when the reader may see the site. */
+export function mayRead(reader: Reader, siteId: number): boolean {
+  switch (reader.kind) {
+    case 'admin':
+      return true;
+    case 'site':
+      return reader.siteId === siteId;
+    case 'viewer':
+      return reader.siteIds === undefined || reader.siteIds.has(siteId);
+  }
+}
+
+/**
+ * The not-found answer for a site the reader may not see: word for word the answer for a site that
+ * does not exist, so a token learns nothing about the other sites, not even that they exist.
+ */
+export function siteNotFound(siteId: number): HashwattError {
+  return new HashwattError('not_found', `no site with id ${siteId}`);
+}
