@@ -28,3 +28,4 @@ export {
   type StoredPrecision,
   toStoredPrecision,
 } from './metrics.ts';
+export { DEVICE_NAME_MAX, MODEL_NAME_MAX, nameProblem } from './names.ts';

@@ -353,10 +353,16 @@ export async function readBinaryBody<T>(
     budget = DECODE_BUDGET,
     holder,
     turn = async (work) => work(),
+    expandsTo,
   }: {
     budget?: DecodeBudget;
     holder?: BudgetHolder;
     turn?: <R>(work: () => R) => Promise<R>;
+    /**
+     * Bytes `decode` will inflate the body to itself (remote_write's snappy declares its length
+     * up front): held against the budget before decoding, as gzip's are while inflating.
+     */
+    expandsTo?: (body: Uint8Array) => number;
   } = {},
 ): Promise<{ value: T; wireBytes: number; decodedBytes: number }> {
   const gzip = (request.headers.get('content-encoding') ?? '').trim().toLowerCase() === 'gzip';
@@ -364,6 +370,7 @@ export async function readBinaryBody<T>(
   try {
     const wire = await readWire(request, limits.maxWireBytes, lease);
     const body = gzip ? await gunzipToBytes(wire, limits.maxDecodedBytes, lease) : wire;
+    if (expandsTo) lease.take(Math.min(expandsTo(body), limits.maxDecodedBytes));
     return { value: await turn(() => decode(body)), wireBytes: wire.length, decodedBytes: body.length };
   } finally {
     lease.releaseAll();

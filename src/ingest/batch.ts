@@ -4,6 +4,8 @@ import {
   checkCoreValue,
   checkWindow,
   isCoreMetric,
+  LABEL_MAX,
+  labelProblem,
   type Rejection,
   type ValidationWindow,
   type ValidReading,
@@ -76,6 +78,13 @@ function checkSampleGroups(
   for (const group of groups) {
     const head = samples[group.first]!;
     const tsUs = sampleUs(head);
+    const name = labelProblem(head.device, LABEL_MAX.device);
+    if (name) {
+      for (const i of group.samples) {
+        rejected.push({ index: i, field: 'device', code: name.code, message: `device name ${name.message}` });
+      }
+      continue;
+    }
     const time = checkWindow(tsUs, window);
     if (!time.ok) {
       for (const i of group.samples) {
@@ -92,14 +101,16 @@ function checkSampleGroups(
       index: group.first,
       device: head.device,
       kind: head.kind,
-      model: head.model,
+      model: undefined,
       tsUs,
     };
     let stored = 0;
     for (const i of group.samples) {
       const s = samples[i]!;
       reading.kind ??= s.kind;
-      reading.model ??= s.model;
+      // A model is a description, not an identity: one that is not storable is left out, not fatal.
+      if (reading.model === undefined && s.model !== undefined && !labelProblem(s.model, LABEL_MAX.model))
+        reading.model = s.model;
       const field = s.index === undefined ? s.metric : `${s.metric}.${s.index}`;
       if (isCoreMetric(s.metric) && s.index === undefined) {
         const checked = checkCoreValue(s.metric, s.value);

@@ -3,9 +3,12 @@ import {
   CORE_METRICS,
   type CoreMetricName,
   DEVICE_KINDS,
+  DEVICE_NAME_MAX,
   DEVICE_STATUSES,
   type DeviceKind,
   extraColumn,
+  MODEL_NAME_MAX,
+  nameProblem,
 } from '../catalog/index.ts';
 import { type ExtraValues, READING_METRICS, type ReadingMetrics } from '../storage/schema.ts';
 
@@ -60,7 +63,7 @@ const measure = ({ min, max, real }: MetricRange) =>
   real
     ? z.number().min(min).max(max).transform(flushTiny).optional()
     : z.number().min(min).max(max).optional();
-const LABEL_MAX = { device: 128, model: 64 } as const;
+export const LABEL_MAX = { device: DEVICE_NAME_MAX, model: MODEL_NAME_MAX } as const;
 // Control characters and unpaired surrogates: Postgres refuses NUL, and a lone surrogate would be
 // stored as U+FFFD under a name the agent never sent.
 const label = (max: number) =>
@@ -335,6 +338,9 @@ const KINDS: ReadonlySet<unknown> = new Set(DEVICE_KINDS);
 const STATUSES: ReadonlySet<unknown> = new Set(DEVICE_STATUSES);
 
 /** What `label()` accepts: 1…max UTF-16 units, no control character (\p{Cc}), well-formed. */
+/** Why a device or model name is not storable (src/catalog/names.ts). */
+export const labelProblem = nameProblem;
+
 function isLabel(value: unknown, max: number): value is string {
   if (typeof value !== 'string' || value.length === 0 || value.length > max) return false;
   for (let i = 0; i < value.length; i++) {

@@ -3,7 +3,7 @@
  * attributes), a metric rule (scale, label filters, index label), and a collector that resolves
  * several source series landing on the same (device, metric, index, instant).
  */
-import type { DeviceKind } from '../catalog/index.ts';
+import { DEVICE_NAME_MAX, type DeviceKind, MODEL_NAME_MAX, nameProblem } from '../catalog/index.ts';
 import type { DecodedSample, ResultBuilder } from './sample.ts';
 
 /** Reads one label (tag, attribute) by name; undefined when absent. */
@@ -103,7 +103,7 @@ export class CompiledDeviceRule {
   }
 
   /** The device identity of one series, or a reason it has none. */
-  resolve(get: LabelLookup): DeviceIdentity | { missing: string } {
+  resolve(get: LabelLookup): DeviceIdentity | { missing: string; invalid?: true } {
     let device: string | undefined;
     for (const t of this.templates) {
       device = renderTemplate(t, get);
@@ -111,6 +111,8 @@ export class CompiledDeviceRule {
     }
     if (device === undefined)
       return { missing: `none of the device templates ${this.rule.device.join(' | ')}` };
+    const bad = nameProblem(device, DEVICE_NAME_MAX);
+    if (bad) return { missing: `the device name ${bad.message}`, invalid: true };
     let kind = this.rule.kind;
     const kindFrom = this.rule.kindFrom;
     if (kindFrom !== undefined) {
@@ -122,7 +124,9 @@ export class CompiledDeviceRule {
         }
       }
     }
-    const model = this.rule.modelFrom === undefined ? undefined : get(this.rule.modelFrom);
+    const raw = this.rule.modelFrom === undefined ? undefined : get(this.rule.modelFrom);
+    // A model is a description, not an identity: one that cannot be stored is left out.
+    const model = raw === undefined || nameProblem(raw, MODEL_NAME_MAX) ? undefined : raw;
     const identity: DeviceIdentity = { device };
     if (kind !== undefined) identity.kind = kind;
     if (model !== undefined && model !== '') identity.model = model;

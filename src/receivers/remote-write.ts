@@ -8,6 +8,7 @@
 import type { Context } from 'hono';
 import { HashwattError } from '../errors.ts';
 import { DEFAULT_MAX_UNCOMPRESSED_BYTES, decodeRemoteWrite } from '../protocols/index.ts';
+import { snappyUncompressedLength } from '../protocols/remote-write/snappy.ts';
 import { bearerToken } from '../sites/tokens.ts';
 import {
   admitAndDecode,
@@ -67,8 +68,13 @@ export async function remoteWrite(
     async () => {
       const site = await authenticateToken(bearerToken(c.req.header('authorization')), deps.authenticateSite);
       checkRemoteWriteHeaders(c.req.raw.headers);
-      const { decoded, batch, decodedBytes } = await admitAndDecode(c, deps, site, (body) =>
-        decodeRemoteWrite(body, { maxUncompressedBytes: DEFAULT_MAX_UNCOMPRESSED_BYTES }),
+      const { decoded, batch, decodedBytes } = await admitAndDecode(
+        c,
+        deps,
+        site,
+        (body) => decodeRemoteWrite(body, { maxUncompressedBytes: DEFAULT_MAX_UNCOMPRESSED_BYTES }),
+        // The snappy block declares its decompressed size: that much is held while it is decoded.
+        (body) => snappyUncompressedLength(body) ?? 0,
       );
       if (decoded.fatal) {
         if (decoded.fatal.code === 'too_large')

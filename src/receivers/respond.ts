@@ -92,6 +92,7 @@ export async function admitAndDecode<R extends DecodeResult>(
   deps: ReceiverDeps,
   site: AuthenticatedSite,
   decode: (body: Uint8Array) => R,
+  expandsTo?: (body: Uint8Array) => number,
 ): Promise<{ decoded: R; batch: IngestBatch; decodedBytes: number }> {
   deps.pipeline.admit(site, Number(c.req.header('content-length') ?? 0));
   const { value, decodedBytes } = await readBinaryBody(
@@ -101,7 +102,7 @@ export async function admitAndDecode<R extends DecodeResult>(
       const decoded = decode(body);
       return { decoded, batch: sampleBatch(decoded.samples) };
     },
-    { holder: site.id, turn: (work) => deps.pipeline.turn(site.id, work) },
+    { holder: site.id, turn: (work) => deps.pipeline.turn(site.id, work), ...(expandsTo && { expandsTo }) },
   );
   return { ...value, decodedBytes };
 }

@@ -122,7 +122,11 @@ function mapPoint(
   const where = `line ${p.line}`;
   const identity = m.device.resolve(get);
   if ('missing' in identity) {
-    out.problem(where, 'missing_device_tag', `cannot name the device: ${identity.missing}`);
+    out.problem(
+      where,
+      identity.invalid ? 'invalid_device' : 'missing_device_tag',
+      `cannot name the device: ${identity.missing}`,
+    );
     return;
   }
   const tsUs = p.tsUs ?? nowUs;

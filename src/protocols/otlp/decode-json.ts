@@ -21,6 +21,18 @@ type JsonObject = { [key: string]: Json };
 const isObject = (v: Json | undefined): v is JsonObject =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 const arrayOf = (v: Json | undefined): Json[] => (Array.isArray(v) ? v : []);
+
+/** A body whose structure is not ExportMetricsServiceRequest's: the whole request is refused (400). */
+class ShapeError extends Error {}
+
+/** A repeated field: absent is empty; anything but an array of objects is not this message. */
+function listOf(v: Json | undefined, where: string): JsonObject[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new ShapeError(`${where} must be an array`);
+  for (let i = 0; i < v.length; i++)
+    if (!isObject(v[i])) throw new ShapeError(`${where}[${i}] must be an object`);
+  return v as JsonObject[];
+}
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export function decodeOtlpJson(
@@ -41,21 +53,26 @@ export function decodeOtlpJson(
   if (!isObject(parsed))
     return fatalOtlp(fatalResult('bad_json', 'body is not an ExportMetricsServiceRequest object'));
   const m = new OtlpMapper(mapping);
-  arrayOf(parsed.resourceMetrics).forEach((rm, r) => {
-    if (!isObject(rm)) return;
-    m.setResource(
-      isObject(rm.resource)
-        ? readAttributes(rm.resource.attributes, m.limits.maxAttributeLength)
-        : NO_ATTRIBUTES,
-    );
-    arrayOf(rm.scopeMetrics).forEach((sm, s) => {
-      if (!isObject(sm)) return;
-      arrayOf(sm.metrics).forEach((metric, i) => {
-        if (!isObject(metric)) return;
-        readMetric(m, metric, `resourceMetrics[${r}].scopeMetrics[${s}].metrics[${i}]`);
+  try {
+    listOf(parsed.resourceMetrics, 'resourceMetrics').forEach((rm, r) => {
+      if (rm.resource !== undefined && rm.resource !== null && !isObject(rm.resource))
+        throw new ShapeError(`resourceMetrics[${r}].resource must be an object`);
+      m.setResource(
+        isObject(rm.resource)
+          ? readAttributes(rm.resource.attributes, m.limits.maxAttributeLength)
+          : NO_ATTRIBUTES,
+      );
+      listOf(rm.scopeMetrics, `resourceMetrics[${r}].scopeMetrics`).forEach((sm, s) => {
+        listOf(sm.metrics, `resourceMetrics[${r}].scopeMetrics[${s}].metrics`).forEach((metric, i) => {
+          readMetric(m, metric, `resourceMetrics[${r}].scopeMetrics[${s}].metrics[${i}]`);
+        });
       });
     });
-  });
+  } catch (e) {
+    if (e instanceof ShapeError)
+      return fatalOtlp(fatalResult('bad_shape', `not an ExportMetricsServiceRequest: ${e.message}`));
+    throw e;
+  }
   return m.finish();
 }
 
@@ -73,21 +90,17 @@ function readMetric(m: OtlpMapper, metric: JsonObject, where: string): void {
   let data: JsonObject = {};
   for (const k of KINDS) {
     const d = metric[k];
-    if (isObject(d)) {
-      kind = k;
-      data = d;
-      break;
-    }
+    if (d === undefined || d === null) continue;
+    if (!isObject(d)) throw new ShapeError(`${where}.${k} must be an object`);
+    kind = k;
+    data = d;
+    break;
   }
-  const points = arrayOf(data.dataPoints);
+  const points = listOf(data.dataPoints, `${where}.${kind}.dataPoints`);
   const temporality = typeof data.aggregationTemporality === 'number' ? data.aggregationTemporality : 0;
   const handle = m.beginMetric(name, kind, temporality, points.length, where);
   if (handle === undefined) return;
   points.forEach((p, i) => {
-    if (!isObject(p)) {
-      m.point(handle, i, NO_ATTRIBUTES, undefined, undefined, true, 0);
-      return;
-    }
     const attrs = readAttributes(p.attributes, m.limits.maxAttributeLength, m.limits.maxAttributes + 1);
     let value: number | undefined;
     let exact = true;

@@ -7,6 +7,7 @@ import {
   nanosToMicros,
   ProtoError,
   ProtoReader,
+  skipField,
   WIRE_I64,
   WIRE_LEN,
   WIRE_VARINT,
@@ -24,6 +25,17 @@ import {
 } from './mapper.ts';
 
 const tag = (field: number, wire: number) => (field << 3) | wire;
+
+// Wire types of the fields read, so one sent with another type is refused rather than skipped.
+const NUMBER_DATA_POINT_FIELDS = {
+  2: WIRE_I64,
+  3: WIRE_I64,
+  4: WIRE_I64,
+  6: WIRE_I64,
+  7: WIRE_LEN,
+  8: WIRE_VARINT,
+};
+const KEY_VALUE_FIELDS = { 1: WIRE_LEN, 2: WIRE_LEN };
 
 export function decodeOtlpProtobuf(
   body: Uint8Array,
@@ -170,7 +182,7 @@ function readNumberDataPoint(
         flags = r.uint32();
         break;
       default:
-        r.skip(t & 7); // start_time_unix_nano (2), exemplars (5)
+        skipField(r, t, NUMBER_DATA_POINT_FIELDS); // start_time_unix_nano (2), exemplars (5)
     }
   }
   m.point(handle, i, attrs, timeUs, value, exact, flags);
@@ -183,7 +195,7 @@ function readKeyValue(r: ProtoReader, attrs: Attributes, maxLength: number): voi
     const t = r.uint32();
     if (t === tag(1, WIRE_LEN)) key = r.string();
     else if (t === tag(2, WIRE_LEN)) value = readAnyValue(r.sub(r.length()));
-    else r.skip(t & 7);
+    else skipField(r, t, KEY_VALUE_FIELDS);
   }
   if (value === undefined) return;
   if (key.length > maxLength || value.length > maxLength) {

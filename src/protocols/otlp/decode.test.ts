@@ -213,8 +213,16 @@ describe('decodeOtlpJson: the JSON mapping by hand', () => {
     const odd = decodeOtlpJson(
       '{"resourceMetrics": [1, {"scopeMetrics": "x"}, {"scopeMetrics": [{"metrics": [null, {"name": 5}]}]}]}',
     );
-    expect(odd.fatal).toBeUndefined();
-    expect(odd.samples).toEqual([]);
+    // A wrong shape is not a request hashwatt may answer as stored: the whole body is refused.
+    expect(odd.fatal?.code).toBe('bad_shape');
+    expect(odd.fatal?.message).toMatch(/resourceMetrics\[0\] must be an object/);
+    expect(decodeOtlpJson('{"resourceMetrics": 5}').fatal?.code).toBe('bad_shape');
+    expect(
+      decodeOtlpJson(
+        '{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": "hw.power", "gauge": {"dataPoints": 7}}]}]}]}',
+      ).fatal?.message,
+    ).toMatch(/dataPoints must be an array/);
+    expect(decodeOtlpJson('{"resourceMetrics": []}').fatal).toBeUndefined();
     fc.assert(
       fc.property(fc.json(), (text) => {
         const r = decodeOtlpJson(text);

@@ -202,7 +202,10 @@ export class OtlpMapper {
     };
     const identity = m.entry.device.resolve(get);
     if ('missing' in identity) {
-      reject('missing_device_attribute', `cannot name the device: ${identity.missing}`);
+      reject(
+        identity.invalid ? 'invalid_device' : 'missing_device_attribute',
+        `cannot name the device: ${identity.missing}`,
+      );
       return;
     }
     let matched = 0;

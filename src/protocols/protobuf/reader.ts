@@ -233,3 +233,17 @@ export function int64ToNumber(lo: number, hi: number): number {
 export function nanosToMicros(lo: number, hi: number): number {
   return hi * 4294967 + Math.floor((hi * 296 + lo) / 1000);
 }
+
+/**
+ * Skips a field the decoder does not read, but refuses a field it knows that arrives with another
+ * wire type: skipping it would silently store a default (a value 0, a 1970 timestamp) in place of
+ * what the sender meant. `known` maps field numbers to their wire type.
+ */
+export function skipField(r: ProtoReader, tag: number, known: Readonly<Record<number, number>>): void {
+  const field = tag >>> 3;
+  const expected = known[field];
+  if (expected !== undefined && expected !== (tag & 7)) {
+    throw new ProtoError(`field ${field} has wire type ${tag & 7}, expected ${expected}`, r.pos);
+  }
+  r.skip(tag & 7);
+}

@@ -12,7 +12,14 @@ import {
   matchesWhere,
   SampleCollector,
 } from '../mapping.ts';
-import { ProtoError, ProtoReader, WIRE_I64, WIRE_LEN, WIRE_VARINT } from '../protobuf/reader.ts';
+import { ProtoError, ProtoReader, skipField, WIRE_I64, WIRE_LEN, WIRE_VARINT } from '../protobuf/reader.ts';
+
+// The wire type of every field this decoder knows, per message (prometheus/prompb/types.proto, remote.proto).
+const WRITE_REQUEST_FIELDS = { 1: WIRE_LEN, 3: WIRE_LEN };
+const TIME_SERIES_FIELDS = { 1: WIRE_LEN, 2: WIRE_LEN, 3: WIRE_LEN, 4: WIRE_LEN };
+const LABEL_FIELDS = { 1: WIRE_LEN, 2: WIRE_LEN };
+const SAMPLE_FIELDS = { 1: WIRE_I64, 2: WIRE_VARINT };
+
 import { type DecodeResult, fatalResult, isUsInRange, ResultBuilder } from '../sample.ts';
 import {
   DEFAULT_REMOTE_WRITE_MAPPING,
@@ -164,7 +171,7 @@ export function decodeWriteRequest(
         r.leave(outer);
         staleMarkers += mapSeries(series, count, mapping, out, collector);
         count++;
-      } else r.skip(wire); // metadata (field 3) and anything newer
+      } else skipField(r, tag, WRITE_REQUEST_FIELDS); // metadata (field 3) and anything newer
     }
   } catch (e) {
     if (e instanceof ProtoError) {
@@ -229,7 +236,7 @@ function readTimeSeries(r: ProtoReader, s: SeriesBuffer, limits: RemoteWriteMapp
         const t = r.uint32();
         if (t === (1 << 3) + WIRE_LEN) name = r.string();
         else if (t === (2 << 3) + WIRE_LEN) value = r.string();
-        else r.skip(t & 7);
+        else skipField(r, t, LABEL_FIELDS);
       }
       r.leave(outer);
       if (name.length > limits.maxLabelNameLength)
@@ -252,7 +259,7 @@ function readTimeSeries(r: ProtoReader, s: SeriesBuffer, limits: RemoteWriteMapp
           // Only a NaN can be the marker: read its bits then, not for every sample.
           stale = Number.isNaN(value) && r.uint32At(at + 4) === STALE_HI && r.uint32At(at) === STALE_LO;
         } else if (t === (2 << 3) + WIRE_VARINT) ts = r.int64();
-        else r.skip(t & 7);
+        else skipField(r, t, SAMPLE_FIELDS);
       }
       r.leave(outer);
       s.sampleValues.push(value);
@@ -261,7 +268,7 @@ function readTimeSeries(r: ProtoReader, s: SeriesBuffer, limits: RemoteWriteMapp
     } else if (field === 4 && wire === WIRE_LEN) {
       s.histograms++;
       r.skip(wire);
-    } else r.skip(wire); // exemplars (3)
+    } else skipField(r, tag, TIME_SERIES_FIELDS); // exemplars (3)
   }
 }
 
@@ -306,7 +313,11 @@ function mapSeries(
   }
   const identity = device.resolve(s.get);
   if ('missing' in identity) {
-    out.problem(where, 'missing_device_label', `cannot name the device: ${identity.missing}`);
+    out.problem(
+      where,
+      identity.invalid ? 'invalid_device' : 'missing_device_label',
+      `cannot name the device: ${identity.missing}`,
+    );
     return 0;
   }
   let matched = 0;
