@@ -1,11 +1,38 @@
 /**
  * The hostile-value route walk: every route the app registers gets a table of hostile path, query
- * and body values, and every one must be answered below 500 with a well-formed error envelope.
+ * and body values, and every one must be answered below 500 with a well-formed error envelope (a
+ * push receiver: with an error in its own protocol's format, with a reason).
  * The routes come from the app itself, so a route added without a table here fails this test.
  */
+import { gzipSync } from 'node:zlib';
+import { compressSync } from 'snappy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ERROR_STATUS, type ErrorCode } from '../src/errors.ts';
+import { encodeWriteRequest, type FixtureSeries } from '../src/protocols/testing/prometheus-proto.ts';
 import type { RunningService } from '../src/service.ts';
+import {
+  encodeOtlpProtobuf,
+  LINE_PRECISIONS,
+  lineOfSample,
+  OTLP_CUMULATIVE,
+  OTLP_DELTA,
+  type OtlpMetric,
+  otlpAttr,
+  otlpMetrics,
+  otlpNanos,
+  otlpRequest,
+  type PushProtocol,
+  type PushSample,
+  pbBytes,
+  pbDoubleBits,
+  pbTag,
+  pbVarint,
+  pushAnswerFault,
+  rawTimeSeries,
+  remoteWriteBody,
+  remoteWriteSeries,
+  snappyHeader,
+} from './reliability/support/hostile.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { sortedJson } from './support/json.ts';
 import { ADMIN_TOKEN, asicReading, type LogLine, startTestService } from './support/service.ts';
@@ -22,6 +49,8 @@ interface Probe {
   anonymous?: boolean;
   /** What is wrong with an accepted answer beyond its status, or undefined. */
   check?: (probe: Probe, response: Response) => Promise<string | undefined>;
+  /** A push receiver answers in its protocol's format, not in hashwatt's envelope. */
+  protocol?: PushProtocol;
 }
 
 /** What a route's table is given: a site of its own (so a route that alters it spoils no other). */
@@ -249,6 +278,288 @@ const PATCH_FIELDS = [
 ];
 const ALERT_QUERY = ['state', 'limit'];
 
+/*
+ * The push receivers (src/receivers/): each answers in its own protocol's format, so their tables
+ * carry `protocol` and their answers are checked by pushAnswerFault, not as envelopes.
+ */
+
+/** A whole second a minute ago: inside the accepted window. */
+const WALK_T = Math.floor(Date.now() / 1000) * 1000 - 60_000;
+const WALK_SAMPLES: PushSample[] = [
+  { device: 'walk-gpu', kind: 'gpu', metric: 'power_w', tsMs: WALK_T, value: 301.5 },
+  { device: 'walk-gpu', kind: 'gpu', metric: 'chip_temp_c', index: '1', tsMs: WALK_T, value: 70.25 },
+];
+
+// Header values, as a Request may carry them (byte strings without CR, LF or NUL).
+const HOSTILE_HEADER_VALUES = ['', ' ', '\u00ff', 'x'.repeat(5000), ';', ',', '*/*', 'a=b; c', '"quoted"'];
+
+/** A deterministic pseudo-random byte string (no test should depend on Math.random). */
+function noise(length: number, seed: number): Buffer {
+  const out = Buffer.alloc(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+const rwSeries = (labels: Record<string, string>, value = 1, timestamp = WALK_T): FixtureSeries => ({
+  labels: { __name__: 'hashwatt_power_w', device: 'walk-bad', kind: 'gpu', ...labels },
+  samples: [{ value, timestamp }],
+});
+const rwRaw = Buffer.from(encodeWriteRequest(remoteWriteSeries(WALK_SAMPLES)));
+const manyLabels = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`l${i}`, `${i}`]));
+
+const REMOTE_WRITE_BODIES: Uint8Array[] = [
+  remoteWriteBody(remoteWriteSeries(WALK_SAMPLES)),
+  Buffer.alloc(0),
+  Buffer.from('not snappy'),
+  snappyHeader(0xffff_ffff, [0]),
+  snappyHeader(1 << 20, [0]),
+  snappyHeader(0),
+  Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+  noise(4096, 1),
+  compressSync(rwRaw.subarray(0, rwRaw.length >> 1)),
+  compressSync(Buffer.concat([rwRaw, Buffer.from([0x0f])])),
+  compressSync(Buffer.from([0x0b, 0x0c])),
+  compressSync(Buffer.from(pbBytes(1, pbBytes(1, [...pbTag(1, 2), 2, 0xc3, 0x28])))),
+  compressSync(Buffer.from(pbBytes(1, [...pbTag(2, 2), ...pbVarint(2 ** 31)]))),
+  compressSync(
+    Buffer.from(
+      rawTimeSeries({ __name__: 'hashwatt_power_w', device: 'x', kind: 'gpu' }, [[...pbTag(1, 0), 1]]),
+    ),
+  ),
+  compressSync(
+    Buffer.from(
+      rawTimeSeries({ __name__: 'hashwatt_power_w', device: 'x', kind: 'gpu' }, [
+        [...pbTag(1, 1), ...pbDoubleBits(0x7ff00000, 2)],
+      ]),
+    ),
+  ),
+  compressSync(noise(64 * 1024, 2)),
+  compressSync(Buffer.alloc(1 << 20, 0)),
+  remoteWriteBody([rwSeries(manyLabels(200))]),
+  remoteWriteBody([rwSeries({ note: 'v'.repeat(100_000) })]),
+  remoteWriteBody([rwSeries({ ['n'.repeat(5000)]: 'x' })]),
+  remoteWriteBody([rwSeries({ __name__: '' })]),
+  remoteWriteBody([rwSeries({ __name__: 'hashwatt_' })]),
+  remoteWriteBody([rwSeries({ __name__: 'hashwatt___proto__' })]),
+  remoteWriteBody([rwSeries({ kind: '__proto__' })]),
+  remoteWriteBody([rwSeries({ device: '\u0000' })]),
+  remoteWriteBody([rwSeries({ device: '🙂'.repeat(3000) })]),
+  ...[Number.NaN, Number.POSITIVE_INFINITY, -1, -0, 1e308, 5e-324, 2 ** 63].map((v) =>
+    remoteWriteBody([rwSeries({}, v)]),
+  ),
+  ...[8.64e15, -8.64e15, 0, -1, Date.now() + 3_600_000, 2 ** 62].map((ts) =>
+    remoteWriteBody([rwSeries({}, 1, ts)]),
+  ),
+  remoteWriteBody(
+    Array.from({ length: 5000 }, (_, i) => ({ labels: { __name__: `unmapped_${i}` }, samples: [] })),
+  ),
+];
+
+const WALK_LINE = lineOfSample(WALK_SAMPLES[0]!, LINE_PRECISIONS.find((p) => p.v2 === 'ms')!);
+const LINE_BODIES: (string | Uint8Array)[] = [
+  WALK_LINE,
+  '',
+  '\n\n\n',
+  '# only a comment',
+  'm',
+  'm,',
+  'm,t',
+  'm,t=',
+  'm,t=v',
+  'm f',
+  'm f=',
+  'm f=1 x',
+  'm f=1 1 2',
+  'hashwatt,device=d=e,kind=gpu power_w=1',
+  'hashwatt,device=d\\,kind=gpu power_w=1',
+  'hashwatt,device=d,kind=gpu power_w="1"',
+  'hashwatt,device=d,kind=gpu power_w=t',
+  'hashwatt,device=d,kind=gpu power_w=1e999',
+  'hashwatt,device=d,kind=gpu power_w=NaN',
+  'hashwatt,device=d,kind=gpu power_w=-Inf',
+  'hashwatt,device=d,kind=gpu power_w=9223372036854775808i',
+  'hashwatt,device=d,kind=gpu power_w=-9223372036854775809i',
+  'hashwatt,device=d,kind=gpu power_w=18446744073709551616u',
+  'hashwatt,device=d,kind=gpu power_w=-1u',
+  'hashwatt,device=d,kind=gpu power_w=1 99999999999999999999999999',
+  'hashwatt,device=d,kind=gpu power_w=1 -99999999999999999999999999',
+  'hashwatt,device=d,kind=gpu power_w=1 1.5',
+  'hashwatt,device=d,kind=gpu __proto__=1',
+  'hashwatt,device=__proto__,kind=__proto__ power_w=1',
+  'hashwatt,device=d,kind=gpu,index=__proto__ chip_temp_c=1',
+  'hashwatt,device=d,kind=gpu s="unterminated\nhashwatt,device=d,kind=gpu power_w=1',
+  `hashwatt,device=d,kind=gpu${Array.from({ length: 1000 }, (_, i) => `,t${i}=${i}`).join('')} power_w=1`,
+  `hashwatt,device=d,kind=gpu ${Array.from({ length: 5000 }, (_, i) => `f${i}=${i}`).join(',')}`,
+  `hashwatt,device=${'d'.repeat(100_000)},kind=gpu power_w=1`,
+  `m s="${'\\'.repeat(100_000)}"`,
+  '\\'.repeat(100_000),
+  '"'.repeat(100_000),
+  `${'m f=1\n'.repeat(100_000)}`,
+  'hashwatt,device=nul\u0000,kind=gpu power_w=1',
+  Buffer.from([0x6d, 0x20, 0x66, 0x3d, 0x31, 0xff, 0xfe]),
+  Buffer.from('\ufeffm f=1'),
+  'm f=1\r\n\r\n\r',
+];
+
+const otlpPoint = (extra: Record<string, unknown>) => ({
+  attributes: [otlpAttr('device', 'walk-bad'), otlpAttr('kind', 'gpu')],
+  timeUnixNano: otlpNanos(WALK_T),
+  asDouble: 1,
+  ...extra,
+});
+const otlpWith = (metric: Record<string, unknown>) =>
+  JSON.stringify({ resourceMetrics: [{ scopeMetrics: [{ metrics: [{ name: 'power_w', ...metric }] }] }] });
+const otlpValid = otlpRequest(otlpMetrics(WALK_SAMPLES));
+const otlpRaw = Buffer.from(encodeOtlpProtobuf(otlpValid));
+const aggregatePoint = { ...otlpPoint({}), count: '2', sum: 3 };
+const OTLP_UNSTORED: OtlpMetric[] = [
+  {
+    name: 'power_w',
+    histogram: {
+      dataPoints: [{ ...aggregatePoint, bucketCounts: ['1', '1'], explicitBounds: [1] }],
+      aggregationTemporality: OTLP_CUMULATIVE,
+    },
+  },
+  { name: 'power_w', summary: { dataPoints: [aggregatePoint] } },
+  { name: 'energy_j_total', sum: { dataPoints: [otlpPoint({})], aggregationTemporality: OTLP_DELTA } },
+];
+
+const OTLP_JSON_BODIES: string[] = [
+  JSON.stringify(otlpValid),
+  '{}',
+  '{"resourceMetrics":[]}',
+  '{"resourceMetrics":5}',
+  '{"resourceMetrics":[5,"x",null,[]]}',
+  '{"resourceMetrics":[{"scopeMetrics":{"metrics":[]}}]}',
+  otlpWith({ gauge: { dataPoints: 7 } }),
+  otlpWith({ gauge: { dataPoints: [otlpPoint({ asDouble: { value: 1 } })] } }),
+  otlpWith({ gauge: { dataPoints: [otlpPoint({ timeUnixNano: { n: 1 } })] } }),
+  otlpWith({ gauge: { dataPoints: [otlpPoint({ timeUnixNano: '99999999999999999999999' })] } }),
+  otlpWith({ gauge: { dataPoints: [otlpPoint({ timeUnixNano: -1 })] } }),
+  otlpWith({ gauge: { dataPoints: [otlpPoint({ asDouble: 'NaN' })] } }),
+  otlpWith({ gauge: { dataPoints: [otlpPoint({ asDouble: undefined, asInt: '99999999999999999999' })] } }),
+  otlpWith({ gauge: { dataPoints: [otlpPoint({ asDouble: undefined, asInt: 1e308 })] } }),
+  otlpWith({ gauge: { dataPoints: [otlpPoint({ flags: -1 })] } }),
+  otlpWith({
+    gauge: {
+      dataPoints: [
+        otlpPoint({ attributes: Array.from({ length: 10_000 }, (_, i) => otlpAttr(`a${i}`, 'x')) }),
+      ],
+    },
+  }),
+  otlpWith({ gauge: { dataPoints: [otlpPoint({ attributes: [otlpAttr('device', 'd'.repeat(100_000))] })] } }),
+  otlpWith({
+    gauge: { dataPoints: [otlpPoint({ attributes: [{ key: '__proto__', value: { stringValue: 'x' } }] })] },
+  }),
+  otlpWith({
+    gauge: {
+      dataPoints: [otlpPoint({ attributes: [{ key: 'device', value: { kvlistValue: { values: [] } } }] })],
+    },
+  }),
+  otlpWith({
+    gauge: { dataPoints: [otlpPoint({ attributes: [{ key: 'device', value: { intValue: '1e5' } }] })] },
+  }),
+  otlpWith({ sum: { dataPoints: [otlpPoint({})], aggregationTemporality: '2' } }),
+  JSON.stringify(otlpRequest(OTLP_UNSTORED)),
+  '{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"power_w","gauge":{"dataPoints":[{"attributes":[{"key":"device","value":{"stringValue":"\\ud800"}},{"key":"kind","value":{"stringValue":"gpu"}}],"timeUnixNano":"1","asDouble":1}]}}]}]}]}',
+  `{"resourceMetrics":${'['.repeat(10_000)}${']'.repeat(10_000)}}`,
+];
+
+const OTLP_PROTOBUF_BODIES: Uint8Array[] = [
+  otlpRaw,
+  Buffer.alloc(0),
+  otlpRaw.subarray(0, otlpRaw.length - 1),
+  otlpRaw.subarray(0, 1),
+  Buffer.concat([otlpRaw, Buffer.from([0x0f])]),
+  Buffer.concat([otlpRaw, Buffer.from([0x0b])]),
+  Buffer.from([...pbTag(1, 2), ...pbVarint(2 ** 32 - 1)]),
+  Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+  Buffer.from(pbBytes(1, pbBytes(2, pbBytes(2, [...pbTag(1, 2), 2, 0xc3, 0x28])))),
+  Buffer.from(pbBytes(1, pbBytes(2, pbBytes(2, [...pbTag(5, 0), 1])))),
+  Buffer.from(pbBytes(1, pbBytes(2, pbBytes(2, [...pbTag(5, 2), ...pbBytes(1, [...pbTag(3, 0), 1])])))),
+  encodeOtlpProtobuf(otlpRequest(OTLP_UNSTORED)),
+  noise(4096, 3),
+  Buffer.alloc(64 * 1024, 0),
+];
+
+const WRONG_TOKENS = (scheme: string) => [
+  `${scheme} hw_\u00ff`,
+  `${scheme} `,
+  `${scheme}`,
+  'Basic !!!',
+  'Basic Og==',
+  `${scheme} a b`,
+];
+
+/** A receiver's table: auth, query, each header, whole bodies (hashwatt's hostile ones and its protocol's). */
+function receiverProbes(options: {
+  protocol: PushProtocol;
+  path: string;
+  token: string;
+  scheme: string;
+  headers: Record<string, string>;
+  valid: string | Uint8Array;
+  query: string[];
+  bodies: readonly (string | Uint8Array)[];
+}): Probe[] {
+  const { protocol, path, valid } = options;
+  const headers = { ...options.headers, authorization: `${options.scheme} ${options.token}` };
+  const probe = (extra: Omit<Probe, 'method' | 'protocol'>): Probe => ({
+    method: 'POST',
+    protocol,
+    ...extra,
+  });
+  const [bare, query = ''] = path.split('?');
+  const probes: Probe[] = [
+    probe({ path, body: valid, headers: options.headers, anonymous: true }),
+    ...WRONG_TOKENS(options.scheme).map((authorization) =>
+      probe({ path, body: valid, headers: { ...options.headers, authorization } }),
+    ),
+    // The admin token is no site's token.
+    probe({ path, body: valid, headers: options.headers }),
+    ...queryProbes('POST', bare!, options.query, { body: valid, headers }).map((p) => ({
+      ...p,
+      path: query === '' ? p.path : `${p.path}&${query}`,
+      protocol,
+    })),
+  ];
+  for (const name of new Set([...Object.keys(options.headers), 'content-encoding'])) {
+    for (const value of HOSTILE_HEADER_VALUES)
+      probes.push(probe({ path, body: valid, headers: { ...headers, [name]: value } }));
+  }
+  probes.push(probe({ path, body: gzipSync(valid), headers: { ...headers, 'content-encoding': 'gzip' } }));
+  for (const body of [...HOSTILE_BODIES, ...options.bodies]) probes.push(probe({ path, body, headers }));
+  for (const body of [
+    Buffer.from('not gzip'),
+    gzipSync(valid).subarray(0, 12),
+    gzipSync(Buffer.alloc(40 * 1024 * 1024)),
+  ])
+    probes.push(probe({ path, body, headers: { ...headers, 'content-encoding': 'gzip' } }));
+  return probes;
+}
+
+const RW_HEADERS = {
+  'content-type': 'application/x-protobuf',
+  'content-encoding': 'snappy',
+  'x-prometheus-remote-write-version': '0.1.0',
+};
+
+/** The unmapped-names answer must have the documented shape, for the site asked about. */
+async function unmappedShape(probe: Probe, response: Response): Promise<string | undefined> {
+  if (response.status !== 200) return undefined;
+  const body = (await response.json()) as { site_id?: unknown; total?: unknown; names?: unknown };
+  const id = Number(/\/sites\/(\d+)\//.exec(probe.path)?.[1]);
+  if (body.site_id !== id || typeof body.total !== 'number' || !Array.isArray(body.names))
+    return `not { site_id, total, names }: ${JSON.stringify(body).slice(0, 200)}`;
+  return undefined;
+}
+
 /**
  * The hostile table of every route, keyed `METHOD path` as the app registers it. A route missing
  * here fails the walk; so does an entry for a route the app no longer has.
@@ -345,6 +656,189 @@ const TABLE: Record<string, (site: WalkSite) => Probe[]> = {
       ),
     ];
   },
+  'GET /api/v1/sites/:id/unmapped': (site) => [
+    { method: 'GET', path: `/api/v1/sites/${site.id}/unmapped`, anonymous: true },
+    // A site's token is no admin token.
+    {
+      method: 'GET',
+      path: `/api/v1/sites/${site.id}/unmapped`,
+      anonymous: true,
+      headers: { authorization: `Bearer ${site.token}` },
+    },
+    { method: 'GET', path: `/api/v1/sites/${site.id}/unmapped`, check: unmappedShape },
+    ...pathProbes('GET', '/api/v1/sites/:id/unmapped', 'id'),
+    ...queryProbes('GET', `/api/v1/sites/${site.id}/unmapped`, []),
+  ],
+  'POST /api/v1/write': (site) =>
+    receiverProbes({
+      protocol: 'remote_write',
+      path: '/api/v1/write',
+      token: site.token,
+      scheme: 'Bearer',
+      headers: RW_HEADERS,
+      valid: REMOTE_WRITE_BODIES[0]!,
+      query: [],
+      bodies: REMOTE_WRITE_BODIES,
+    }),
+  'POST /api/v2/write': (site) =>
+    receiverProbes({
+      protocol: 'influx',
+      path: '/api/v2/write?org=o&bucket=b&precision=ms',
+      token: site.token,
+      scheme: 'Token',
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      valid: WALK_LINE,
+      query: ['org', 'bucket', 'precision'],
+      bodies: LINE_BODIES,
+    }),
+  'POST /write': (site) => [
+    ...receiverProbes({
+      protocol: 'influx',
+      path: '/write?db=d&precision=ms',
+      token: site.token,
+      scheme: 'Token',
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      valid: WALK_LINE,
+      query: ['db', 'precision', 'rp', 'consistency'],
+      bodies: LINE_BODIES,
+    }),
+    // v1 clients may put the credentials in the query instead of a header.
+    ...queryProbes('POST', `/write`, ['u', 'p'], { body: WALK_LINE, anonymous: true }).map((p) => ({
+      ...p,
+      path: `${p.path}&precision=ms`,
+      protocol: 'influx' as const,
+    })),
+    {
+      method: 'POST',
+      path: `/write?u=x&p=${site.token}&precision=ms`,
+      body: WALK_LINE,
+      anonymous: true,
+      protocol: 'influx',
+    },
+    {
+      method: 'POST',
+      path: `/write?p=${site.token}&p=other&precision=ms`,
+      body: WALK_LINE,
+      anonymous: true,
+      protocol: 'influx',
+    },
+  ],
+  'POST /v1/metrics': (site) => [
+    ...receiverProbes({
+      protocol: 'otlp',
+      path: '/v1/metrics',
+      token: site.token,
+      scheme: 'Bearer',
+      headers: { 'content-type': 'application/json' },
+      valid: JSON.stringify(otlpValid),
+      query: [],
+      bodies: OTLP_JSON_BODIES,
+    }),
+    ...receiverProbes({
+      protocol: 'otlp',
+      path: '/v1/metrics',
+      token: site.token,
+      scheme: 'Bearer',
+      headers: { 'content-type': 'application/x-protobuf' },
+      valid: otlpRaw,
+      query: [],
+      bodies: OTLP_PROTOBUF_BODIES,
+    }),
+  ],
+  'GET /api/v1/fleet': (site) => [
+    { method: 'GET', path: '/api/v1/fleet', anonymous: true },
+    {
+      method: 'GET',
+      path: '/api/v1/fleet',
+      anonymous: true,
+      headers: { authorization: `Bearer ${site.token}` },
+    },
+    ...queryProbes('GET', '/api/v1/fleet', []),
+  ],
+  'GET /api/v1/sites/:id/status': (site) => [
+    { method: 'GET', path: `/api/v1/sites/${site.id}/status`, anonymous: true },
+    ...pathProbes('GET', '/api/v1/sites/:id/status', 'id'),
+    ...pathProbes('GET', '/api/v1/sites/:id/status', 'id', {
+      headers: { authorization: `Bearer ${site.token}` },
+    }),
+    ...queryProbes('GET', `/api/v1/sites/${site.id}/status`, []),
+  ],
+  'GET /api/v1/sites/:id/devices': (site) => [
+    { method: 'GET', path: `/api/v1/sites/${site.id}/devices`, anonymous: true },
+    ...pathProbes('GET', '/api/v1/sites/:id/devices', 'id'),
+    ...queryProbes('GET', `/api/v1/sites/${site.id}/devices`, ['state', 'kind', 'q', 'limit', 'cursor']),
+    ...queryProbes('GET', `/api/v1/sites/${site.id}/devices`, ['q', 'cursor'], {
+      headers: { authorization: `Bearer ${site.token}` },
+    }),
+  ],
+  'GET /api/v1/sites/:id/series': (site) => [
+    { method: 'GET', path: `/api/v1/sites/${site.id}/series?metric=power_w`, anonymous: true },
+    ...pathProbes('GET', '/api/v1/sites/:id/series?metric=power_w', 'id'),
+    ...queryProbes('GET', `/api/v1/sites/${site.id}/series`, [
+      'metric',
+      'index',
+      'from',
+      'to',
+      'step',
+      'agg',
+    ]),
+  ],
+  'GET /api/v1/sites/:id/devices/:device/series': (site) => [
+    { method: 'GET', path: `/api/v1/sites/${site.id}/devices/1/series?metric=power_w`, anonymous: true },
+    ...pathProbes('GET', '/api/v1/sites/:id/devices/1/series?metric=power_w', 'id'),
+    ...pathProbes('GET', `/api/v1/sites/${site.id}/devices/:device/series?metric=power_w`, 'device'),
+    ...queryProbes('GET', `/api/v1/sites/${site.id}/devices/1/series`, [
+      'metric',
+      'index',
+      'from',
+      'to',
+      'step',
+      'agg',
+    ]),
+  ],
+  'GET /api/v1/sites/:id/energy': (site) => [
+    { method: 'GET', path: `/api/v1/sites/${site.id}/energy?from=0`, anonymous: true },
+    ...pathProbes('GET', '/api/v1/sites/:id/energy?from=2026-12-01T00:00:00Z', 'id'),
+    ...queryProbes('GET', `/api/v1/sites/${site.id}/energy`, ['from', 'to', 'bucket']),
+  ],
+  'POST /api/v1/tokens': (site) => [
+    { method: 'POST', path: '/api/v1/tokens', body: '{}', anonymous: true },
+    {
+      method: 'POST',
+      path: '/api/v1/tokens',
+      body: '{"name":"x","role":"viewer"}',
+      anonymous: true,
+      headers: { authorization: `Bearer ${site.token}` },
+    },
+    ...bodyProbes(
+      'POST',
+      '/api/v1/tokens',
+      () => ({ name: site.freshName(), role: 'viewer', sites: [site.id] }),
+      ['name', 'role', 'sites', 'sites.0'],
+    ),
+    ...queryProbes('POST', '/api/v1/tokens', [], { body: '{}' }),
+  ],
+  'GET /api/v1/tokens': () => [
+    { method: 'GET', path: '/api/v1/tokens', anonymous: true },
+    ...queryProbes('GET', '/api/v1/tokens', []),
+  ],
+  'DELETE /api/v1/tokens/:id': () => [
+    { method: 'DELETE', path: '/api/v1/tokens/1', anonymous: true },
+    ...pathProbes('DELETE', '/api/v1/tokens/:id', 'id'),
+    ...queryProbes('DELETE', '/api/v1/tokens/999999', []),
+  ],
+  'GET /openapi.json': () => [
+    { method: 'GET', path: '/openapi.json' },
+    { method: 'GET', path: '/openapi.json?x=1', anonymous: true },
+  ],
+  'GET /docs': () => [{ method: 'GET', path: '/docs', anonymous: true }],
+  'GET /docs/swagger-ui.css': () => [{ method: 'GET', path: '/docs/swagger-ui.css', anonymous: true }],
+  'GET /docs/swagger-ui-bundle.js': () => [
+    { method: 'GET', path: '/docs/swagger-ui-bundle.js', anonymous: true },
+  ],
+  'GET /docs/swagger-ui-standalone-preset.js': () => [
+    { method: 'GET', path: '/docs/swagger-ui-standalone-preset.js', anonymous: true },
+  ],
 };
 
 /** Requests no registered route answers. */
@@ -401,6 +895,21 @@ async function faultOf(response: Response): Promise<string | undefined> {
   return undefined;
 }
 
+/** The Content-Type a probe goes out with (send's default for a body, unless the probe sets one). */
+function contentTypeOf(probe: Probe): string | undefined {
+  return probe.headers?.['content-type'] ?? (probe.body === undefined ? undefined : 'application/json');
+}
+
+/** The envelope check for hashwatt's own routes, the protocol's format for a push receiver. */
+async function faultOfProbe(probe: Probe, response: Response): Promise<string | undefined> {
+  if (probe.protocol === undefined) return faultOf(response);
+  return pushAnswerFault(probe.protocol, contentTypeOf(probe), {
+    status: response.status,
+    headers: response.headers,
+    body: new Uint8Array(await response.arrayBuffer()),
+  });
+}
+
 describe('hostile-value walk of every registered route', () => {
   let db: TestDatabase;
   let service: RunningService;
@@ -448,7 +957,7 @@ describe('hostile-value walk of every registered route', () => {
       const walkSite: WalkSite = { id: site.id, token, freshName: () => `walk-${index}-${names++}` };
       for (const probe of build(walkSite)) {
         const response = await send(app, probe);
-        const fault = (await faultOf(response.clone())) ?? (await probe.check?.(probe, response));
+        const fault = (await faultOfProbe(probe, response.clone())) ?? (await probe.check?.(probe, response));
         sent += 1;
         if (fault)
           faults.push(
