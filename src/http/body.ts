@@ -326,7 +326,8 @@ async function gunzipToBytes(wire: Buffer, maxBytes: number, lease: BudgetLease)
     for await (const chunk of gunzip as AsyncIterable<Buffer>) {
       size += chunk.length;
       if (size > maxBytes) throw tooLarge(`the decompressed body exceeds ${maxBytes} bytes`);
-      lease.take(chunk.length);
+      // Weighted as a JSON body's text: decoding builds strings and samples about its size again.
+      lease.take(chunk.length * INFLATED_BYTE_WEIGHT);
       chunks.push(chunk);
     }
   } catch (error) {
@@ -370,7 +371,7 @@ export async function readBinaryBody<T>(
   try {
     const wire = await readWire(request, limits.maxWireBytes, lease);
     const body = gzip ? await gunzipToBytes(wire, limits.maxDecodedBytes, lease) : wire;
-    if (expandsTo) lease.take(Math.min(expandsTo(body), limits.maxDecodedBytes));
+    if (expandsTo) lease.take(Math.min(expandsTo(body), limits.maxDecodedBytes) * INFLATED_BYTE_WEIGHT);
     return { value: await turn(() => decode(body)), wireBytes: wire.length, decodedBytes: body.length };
   } finally {
     lease.releaseAll();

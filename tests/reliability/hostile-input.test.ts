@@ -1,6 +1,8 @@
 import http from 'node:http';
+import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import pg from 'pg';
+import { compressSync } from 'snappy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { readingKey } from '../../simulators/index.ts';
@@ -10,6 +12,9 @@ import { createSite } from '../support/service.ts';
 import { expectNoCrash } from './support/checks.ts';
 import {
   blastStream,
+  CORE_SAMPLE_COLUMNS,
+  decodeOtlpExportResponse,
+  EXTRA_SAMPLE_COLUMNS,
   type Expected,
   type ExpectedFrame,
   expectFrame,
@@ -17,8 +22,16 @@ import {
   httpRequestArb,
   IngestModel,
   inflatingBody,
+  otlpEncodingOf,
+  PUSH_AUTH,
+  type PushAnswer,
+  PushLedger,
+  type PushRequest,
+  pushAnswerFault,
+  pushRequestArb,
   type RawAnswer,
   rawRequest,
+  samplesOfRows,
   type WireRequest,
 } from './support/hostile.ts';
 import { ADMIN_TOKEN, HashwattProcess, peakRssMb, rssMb } from './support/process.ts';
@@ -28,6 +41,7 @@ const DAY_MS = 86_400_000;
 const SEED = Number(process.env.HASHWATT_FUZZ_SEED ?? 424_242);
 const HTTP_RUNS = Number(process.env.HASHWATT_FUZZ_RUNS ?? 400);
 const FRAME_RUNS = HTTP_RUNS;
+const PUSH_RUNS = HTTP_RUNS;
 /**
  * Peak RSS of the service through the whole run: the fuzzing above plus the memory-hostile load
  * below (bodies that inflate to just under the per-request limit, 16 at once; an admin body of
@@ -75,9 +89,51 @@ function send(base: string, token: string, request: WireRequest): Promise<Answer
   });
 }
 
+/** POSTs a push request's exact bytes and headers with the site token; the answer whole. */
+function sendPush(base: string, token: string, request: PushRequest): Promise<PushAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${base}${request.path}`, {
+      method: 'POST',
+      headers: {
+        ...request.headers,
+        authorization: `${PUSH_AUTH[request.protocol]} ${token}`,
+        'content-length': request.body.length,
+      },
+      timeout: 30_000,
+      agent: false,
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
+    req.on('error', reject);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(res.headers))
+          if (typeof value === 'string') headers.set(name, value);
+        resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks) });
+      });
+      res.on('error', reject);
+    });
+    req.end(request.body);
+  });
+}
+
+/** The rejected data points an OTLP 200 names (0 for a full success). */
+function rejectedPointsOf(request: PushRequest, answer: PushAnswer): number {
+  if (otlpEncodingOf(request.headers['content-type']) === 'protobuf')
+    return decodeOtlpExportResponse(answer.body).rejectedDataPoints;
+  const json = JSON.parse(Buffer.from(answer.body).toString('utf8')) as {
+    partialSuccess?: { rejectedDataPoints?: string };
+  };
+  return Number(json.partialSuccess?.rejectedDataPoints ?? 0);
+}
+
 interface IngestBody {
   accepted?: number;
   duplicates?: number;
+  accepted_samples?: number;
+  duplicate_samples?: number;
   rejected?: { index: number; code: string }[];
   error?: { code: string };
 }
@@ -94,6 +150,8 @@ function checkIngestAnswer(
     {
       accepted: body.accepted,
       duplicates: body.duplicates,
+      acceptedSamples: body.accepted_samples,
+      duplicateSamples: body.duplicate_samples,
       rejected: rejected.map((r) => r.index),
       kindRequired: rejected.filter((r) => r.code === 'kind_required').map((r) => r.index),
     },
@@ -101,6 +159,8 @@ function checkIngestAnswer(
   ).toEqual({
     accepted: expected.accepted,
     duplicates: expected.duplicates,
+    acceptedSamples: expected.acceptedSamples,
+    duplicateSamples: expected.duplicateSamples,
     rejected: expected.rejectedIndexes,
     kindRequired: expected.kindRequired,
   });
@@ -162,18 +222,28 @@ describe('reliability: hostile input over HTTP and WebSocket', () => {
   let db: TestDatabase | undefined;
   let service: HashwattProcess | undefined;
   let token = '';
+  let pushToken = '';
   const model = new IngestModel();
+  const ledger = new PushLedger();
   const T0 = Date.now() - 2 * DAY_MS;
   let run = 0;
   // Every run's valid readings get timestamps of their own; duplicates come from inside a batch.
   const tsBase = () => T0 + run * 100;
-  const counts = { requests: 0, frames: 0, ok: 0, refused: 0, byStatus: new Map<string, number>() };
+  const counts = {
+    requests: 0,
+    frames: 0,
+    pushes: 0,
+    ok: 0,
+    refused: 0,
+    byStatus: new Map<string, number>(),
+  };
   const tally = (key: string) => counts.byStatus.set(key, (counts.byStatus.get(key) ?? 0) + 1);
 
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     service = await HashwattProcess.start(db.url!);
     token = (await createSite(service.url, 'fuzz', 'mixed', 1_000)).token;
+    pushToken = (await createSite(service.url, 'fuzz-push', 'mixed', 1_000)).token;
   });
 
   afterAll(async () => {
@@ -247,6 +317,118 @@ describe('reliability: hostile input over HTTP and WebSocket', () => {
     } finally {
       stream.close();
     }
+    expect(hashwatt.running).toBe(true);
+  });
+
+  it('answers every push-protocol body (remote_write, line protocol, OTLP) as its protocol says, never with a 5xx', async () => {
+    const hashwatt = service!;
+    const check = async (request: PushRequest, attempt: string) => {
+      const answer = await sendPush(hashwatt.url, pushToken, request);
+      tally(`${request.protocol} ${answer.status}`);
+      const said = `${request.label}${attempt}: ${answer.status} ${Buffer.from(answer.body).toString('utf8').slice(0, 400)}`;
+      expect(answer.status, said).toBeLessThan(500);
+      expect(
+        pushAnswerFault(request.protocol, request.headers['content-type'], answer),
+        said,
+      ).toBeUndefined();
+      expect(answer.status, said).toBe(request.status);
+      if (request.protocol === 'otlp' && answer.status === 200)
+        expect(rejectedPointsOf(request, answer), said).toBe(request.rejectedPoints);
+      if (request.protocol === 'remote_write') {
+        const unmapped = answer.headers.get('x-hashwatt-unmapped-series');
+        expect(unmapped, said).toBe(
+          request.unmappedSeries === undefined ? null : String(request.unmappedSeries),
+        );
+      }
+      ledger.accept(request.good);
+    };
+    await fc.assert(
+      fc.asyncProperty(
+        pushRequestArb(tsBase, () => Date.now()),
+        async (request) => {
+          run++;
+          counts.pushes++;
+          await check(request, '');
+          // Every fifth one again, as a sender retrying after a lost answer: the same answer, nothing new.
+          if (run % 5 === 0) await check(request, ' (resent)');
+        },
+      ),
+      { numRuns: PUSH_RUNS, seed: SEED + 2, endOnFailure: true },
+    );
+    expect(hashwatt.running).toBe(true);
+  });
+
+  it('stays within its memory bound under push bodies that are heavy only in aggregate', async () => {
+    const hashwatt = service!;
+    const { token: heavyToken } = await createSite(hashwatt.url, 'fuzz-push-memory', 'mixed', 1_000);
+    const statuses = new Map<string, number>();
+    // Each decodes to 31 MiB, inside the 32 MiB per-request limit: only their sum is hostile.
+    const decoded = 31 * 1024 * 1024;
+    const otlpJson = gzipSync(
+      Buffer.concat([
+        Buffer.from('{"resourceMetrics":['),
+        Buffer.alloc(decoded - 22, 0x20),
+        Buffer.from(']}'),
+      ]),
+      { level: 9 },
+    );
+    const lines = gzipSync(Buffer.alloc(decoded, 0x0a), { level: 9 });
+    const zeros = compressSync(Buffer.alloc(decoded, 0));
+    const heavy: {
+      name: string;
+      path: string;
+      auth: string;
+      body: Buffer;
+      headers: Record<string, string>;
+    }[] = [
+      {
+        name: 'otlp json 31 MiB',
+        path: '/v1/metrics',
+        auth: 'Bearer',
+        body: otlpJson,
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+      },
+      {
+        name: 'line protocol 31 MiB',
+        path: '/api/v2/write?precision=ms',
+        auth: 'Token',
+        body: lines,
+        headers: { 'content-encoding': 'gzip' },
+      },
+      {
+        name: 'remote_write 31 MiB',
+        path: '/api/v1/write',
+        auth: 'Bearer',
+        body: zeros,
+        headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' },
+      },
+    ];
+    const peaks = [peakRssMb(hashwatt.pid!) ?? 0];
+    for (let round = 0; round < 3; round++) {
+      const answers = await Promise.all(
+        Array.from({ length: 18 }, async (_, i) => {
+          const h = heavy[i % heavy.length]!;
+          const answer = await rawRequest(`${hashwatt.url}${h.path}`, {
+            method: 'POST',
+            headers: { ...h.headers, authorization: `${h.auth} ${heavyToken}` },
+            body: h.body,
+          });
+          const key = `${h.name} ${'status' in answer ? answer.status : answer.error}`;
+          statuses.set(key, (statuses.get(key) ?? 0) + 1);
+          return answer;
+        }),
+      );
+      // Never a 5xx other than a 503 with its retry hint; a refusal may cut the upload short.
+      expect(
+        answers.filter((a) => 'status' in a && a.status >= 500 && a.status !== 503),
+        JSON.stringify([...statuses]),
+      ).toEqual([]);
+      peaks.push(peakRssMb(hashwatt.pid!) ?? 0);
+    }
+    console.log(
+      `reliability hostile-input (push memory): ${JSON.stringify(Object.fromEntries([...statuses].sort()))}, ` +
+        `RSS now ${rssMb(hashwatt.pid!)?.toFixed(0)} MB, peak before and after each round ${peaks.map((p) => p.toFixed(0)).join(' → ')} MB`,
+    );
     expect(hashwatt.running).toBe(true);
   });
 
@@ -352,12 +534,12 @@ describe('reliability: hostile input over HTTP and WebSocket', () => {
         problems.push(`stored reading breaks the contract: ${JSON.stringify(back)}`);
       // ...and holds what was sent: doubles exactly, reals to float4 precision.
       for (const f of float8) {
-        const want = sent.reading[f] ?? null;
+        const want = sent.values[f] ?? null;
         if (row[f] !== want && !(row[f] === 0 && want === 0))
           problems.push(`${key} ${f}: sent ${want}, stored ${row[f]}`);
       }
       for (const f of real) {
-        const sentValue = sent.reading[f];
+        const sentValue = sent.values[f];
         // The contract stores magnitudes under float4's smallest normal as 0 (a real column refuses them).
         const want =
           typeof sentValue === 'number' && Math.abs(sentValue) < 1.1754944e-38
@@ -370,20 +552,47 @@ describe('reliability: hostile input over HTTP and WebSocket', () => {
             : typeof got === 'number' && Math.abs(got - want) <= Math.abs(Math.fround(want)) * 2 ** -23;
         if (!same) problems.push(`${key} ${f}: sent ${want}, stored ${got}`);
       }
-      if ((sent.reading.status ?? null) !== row.status)
-        problems.push(`${key} status: sent ${sent.reading.status}, stored ${row.status}`);
+      if ((sent.values.status ?? null) !== row.status)
+        problems.push(`${key} status: sent ${sent.values.status}, stored ${row.status}`);
     }
     for (const key of model.stored.keys())
       if (!storedKeys.has(key)) problems.push(`accepted but not stored: ${JSON.stringify(key)}`);
 
     console.log(
-      `reliability hostile-input: generated ${counts.requests} bodies + ${counts.frames} frames, acknowledged ${model.stored.size} readings, ` +
+      `reliability hostile-input: generated ${counts.requests} bodies + ${counts.frames} frames, acknowledged ${model.stored.size} readings (${model.fillIns} filled in), ` +
         `stored ${rows.length}, problems ${problems.length} | ${JSON.stringify(Object.fromEntries([...counts.byStatus].sort()))}`,
     );
     expectNoCrash(hashwatt);
     expect(hashwatt.errors.slice(0, 3), 'errors logged by the service').toEqual([]);
     expect(problems.slice(0, 20)).toEqual([]);
     expect(rows.length).toBe(model.stored.size);
+  });
+
+  it('stores every sample a push protocol acknowledged, each as it was sent, and nothing else', async () => {
+    const client = new pg.Client({ connectionString: db!.url! });
+    await client.connect();
+    const rowsOf = async (table: 'readings' | 'readings_extra') =>
+      (
+        await client.query<Record<string, unknown>>(
+          `SELECT d.external_id AS device, (extract(epoch FROM r.ts) * 1000000)::float8 AS ts_us, r.*
+           FROM ${table} r JOIN devices d ON d.id = r.device_id JOIN sites s ON s.id = r.site_id
+           WHERE s.name = 'fuzz-push'`,
+        )
+      ).rows;
+    const stored = [
+      ...samplesOfRows(await rowsOf('readings'), CORE_SAMPLE_COLUMNS),
+      ...samplesOfRows(await rowsOf('readings_extra'), EXTRA_SAMPLE_COLUMNS),
+    ];
+    await client.end();
+    const problems = ledger.compare(stored);
+    console.log(
+      `reliability hostile-input (push): ${counts.pushes} requests, acknowledged ${ledger.samples.size} samples ` +
+        `(+${ledger.duplicates} sent again), stored ${stored.length}, problems ${problems.length}`,
+    );
+    expect(service!.running).toBe(true);
+    expect(problems.slice(0, 20)).toEqual([]);
+    expect(stored.length).toBe(ledger.samples.size);
+    expect(ledger.samples.size).toBeGreaterThan(0);
   });
 
   it('kept its peak RSS under the bound through the whole run', () => {

@@ -2,9 +2,20 @@ import { isUtf8 } from 'node:buffer';
 import http from 'node:http';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
+import protobuf from 'protobufjs';
+import { compressSync } from 'snappy';
 import WebSocket from 'ws';
 import { readingKey } from '../../../simulators/index.ts';
-import { validateReading } from '../../../src/ingest/reading.ts';
+import {
+  CORE_METRICS,
+  type DeviceKind,
+  EXTRA_COLUMNS,
+  EXTRA_METRICS,
+  findMetric,
+} from '../../../src/catalog/index.ts';
+import { type ValidReading, validateReading } from '../../../src/ingest/reading.ts';
+import { encodeWriteRequest, type FixtureSeries } from '../../../src/protocols/testing/prometheus-proto.ts';
+import { READING_METRICS } from '../../../src/storage/schema.ts';
 
 /**
  * Hostile input for the ingest API: arbitraries for bodies and frames, and an oracle that says what
@@ -412,28 +423,52 @@ export function httpRequestArb(tsBase: () => number, nowMs: () => number): fc.Ar
   );
 }
 
-/** A reading the service stored, as it was sent. */
+/**
+ * What the service stores for one (device, ts): per metric, the value of the first reading that
+ * brought it. Idempotency is per (device, ts, metric): a later reading with another metric of the
+ * same instant fills the row in; a repeated metric is a duplicate sample, its first value kept.
+ */
 export interface StoredReading {
   device: string;
   tsMs: number;
-  reading: Record<string, unknown>;
+  /** Metric (a `readings` column, `status` included) → the value as it was sent. */
+  values: Record<string, unknown>;
 }
 
 /** What the service must answer. */
 export type Expected =
-  | { status: 200; accepted: number; duplicates: number; rejectedIndexes: number[]; kindRequired: number[] }
+  | {
+      status: 200;
+      accepted: number;
+      duplicates: number;
+      acceptedSamples: number;
+      duplicateSamples: number;
+      rejectedIndexes: number[];
+      kindRequired: number[];
+    }
   | { status: number; code: string };
 
+/** The samples of a valid reading: each metric it carries (status included), as sent. */
+function samplesOf(valid: ValidReading, sent: Record<string, unknown>): [string, unknown][] {
+  const samples: [string, unknown][] = [];
+  for (const name of READING_METRICS) {
+    if (valid[name] !== undefined && valid[name] !== null) samples.push([name, sent[name]]);
+  }
+  return samples;
+}
+
 /**
- * The service's state as far as the contract lets a client know it: which devices exist and which
- * (device, ts) are stored, and what each stored reading held.
+ * The service's state as far as the contract lets a client know it: which devices exist and, per
+ * stored (device, ts), which metrics are stored and the value each was sent with.
  */
 export class IngestModel {
   readonly devices = new Set<string>();
-  /** key → the reading stored for it (the first one accepted). */
+  /** readingKey(device, tsMs) → what is stored for it. */
   readonly stored = new Map<string, StoredReading>();
+  /** Accepted readings that brought some metrics already stored: the fill-ins the run exercised. */
+  fillIns = 0;
   /** What the last expectation would change; applied by `commit()` once the service answered as expected. */
-  #pending: { devices: string[]; stored: Map<string, StoredReading> } | undefined;
+  #pending: { devices: string[]; stored: Map<string, StoredReading>; fillIns: number } | undefined;
 
   /** Forgets a staged change (a new expectation is about to be computed). */
   discard(): void {
@@ -443,9 +478,21 @@ export class IngestModel {
   /** The last expectation was met: the service now holds what it said. */
   commit(): void {
     if (!this.#pending) return;
+    this.fillIns += this.#pending.fillIns;
     for (const d of this.#pending.devices) this.devices.add(d);
-    for (const [k, v] of this.#pending.stored) this.stored.set(k, v);
+    for (const [k, v] of this.#pending.stored) {
+      const held = this.stored.get(k);
+      if (held) Object.assign(held.values, v.values);
+      else this.stored.set(k, v);
+    }
     this.#pending = undefined;
+  }
+
+  /** True when the metric of (device, ts) is stored, or staged by an earlier reading of the batch. */
+  #holds(staged: Map<string, StoredReading>, key: string, metric: string): boolean {
+    return (
+      this.stored.get(key)?.values[metric] !== undefined || staged.get(key)?.values[metric] !== undefined
+    );
   }
 
   /** What the service must answer to a decoded envelope's readings; the state change waits for `commit()`. */
@@ -459,6 +506,9 @@ export class IngestModel {
     const kindRequired: number[] = [];
     let accepted = 0;
     let duplicates = 0;
+    let acceptedSamples = 0;
+    let duplicateSamples = 0;
+    let fillIns = 0;
     const staged = new Map<string, StoredReading>();
     checked.forEach((c, i) => {
       if (!c.ok) {
@@ -473,14 +523,36 @@ export class IngestModel {
         return;
       }
       const key = readingKey(device, tsMs);
-      if (this.stored.has(key) || staged.has(key)) duplicates++;
-      else {
-        accepted++;
-        staged.set(key, { device, tsMs, reading: raw[i] as Record<string, unknown> });
+      let fresh = 0;
+      const samples = samplesOf(c.reading, raw[i] as Record<string, unknown>);
+      for (const [metric, value] of samples) {
+        if (this.#holds(staged, key, metric)) {
+          duplicateSamples++;
+          continue;
+        }
+        fresh++;
+        let entry = staged.get(key);
+        if (!entry) {
+          entry = { device, tsMs, values: {} };
+          staged.set(key, entry);
+        }
+        entry.values[metric] = value;
       }
+      acceptedSamples += fresh;
+      if (fresh > 0) accepted++;
+      else duplicates++;
+      if (fresh > 0 && fresh < samples.length) fillIns++;
     });
-    this.#pending = { devices: [...registrable], stored: staged };
-    return { status: 200, accepted, duplicates, rejectedIndexes, kindRequired };
+    this.#pending = { devices: [...registrable], stored: staged, fillIns };
+    return {
+      status: 200,
+      accepted,
+      duplicates,
+      acceptedSamples,
+      duplicateSamples,
+      rejectedIndexes,
+      kindRequired,
+    };
   }
 
   /** The envelope rules: an object with `readings` (and `seq` on a stream) only, an array of at most 10,000. */
@@ -611,7 +683,7 @@ export function frameArb(tsBase: () => number, nowMs: () => number): fc.Arbitrar
 /** What the stream must do with a frame: answer it, or close the connection with a code. */
 export type ExpectedFrame =
   | { close: number }
-  | { ack: number; accepted: number; duplicates: number; rejectedIndexes: number[]; kindRequired: number[] }
+  | ({ ack: number } & Omit<Extract<Expected, { status: 200 }>, 'status'>)
   /** A refused frame; `seq` is the one it must name, or any of `seqs` where the contract leaves a choice. */
   | { seq: number | null; code: string; seqs?: (number | null)[] };
 
@@ -781,4 +853,1203 @@ export async function blastStream(options: {
     }),
   );
   return result;
+}
+
+/*
+ * Push protocols (Prometheus remote_write, InfluxDB line protocol, OTLP/HTTP): encoders written from
+ * the protocols' own definitions (protobufjs over their .proto messages, the line protocol grammar),
+ * hostile bodies built from valid ones, the answer each protocol must give, and a ledger of the
+ * samples the service must hold afterwards. tests/receivers-malformed.test.ts and
+ * tests/route-walk.test.ts use the encoders and the answer check too.
+ */
+
+/** Protobuf by hand, for bodies no encoder would produce (wrong wire types, invalid UTF-8). */
+export function pbVarint(value: number | bigint): number[] {
+  let v = BigInt.asUintN(64, BigInt(value));
+  const out: number[] = [];
+  while (v >= 0x80n) {
+    out.push(Number(v & 0x7fn) | 0x80);
+    v >>= 7n;
+  }
+  out.push(Number(v));
+  return out;
+}
+
+export function pbTag(field: number, wire: number): number[] {
+  return pbVarint((field << 3) | wire);
+}
+
+/** A length-delimited field (wire type 2): a sub-message, string or bytes. */
+export function pbBytes(field: number, bytes: readonly number[] | Uint8Array): number[] {
+  return [...pbTag(field, 2), ...pbVarint(bytes.length), ...bytes];
+}
+
+export function pbString(field: number, text: string): number[] {
+  return pbBytes(field, [...Buffer.from(text, 'utf8')]);
+}
+
+/** A little-endian IEEE double as its 8 bytes, NaN payloads kept (the staleness marker is one). */
+export function pbDoubleBits(hi: number, lo: number): number[] {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(lo >>> 0, 0);
+  b.writeUInt32LE(hi >>> 0, 4);
+  return [...b];
+}
+
+/** Snappy block-format bytes declaring `length` uncompressed bytes (the header alone, or with `rest`). */
+export function snappyHeader(length: number, rest: readonly number[] = []): Buffer {
+  return Buffer.from([...pbVarint(length), ...rest]);
+}
+
+/**
+ * OTLP metrics messages (opentelemetry-proto: collector/metrics/v1, metrics/v1, common/v1,
+ * resource/v1; google/rpc/status.proto), field numbers as published. protobufjs turns the
+ * snake_case names into the lowerCamelCase of the OTLP JSON mapping, so one object encodes both ways.
+ * AggregationTemporality is an enum there: an int32 has the same wire form.
+ */
+const OTLP_PROTO = `
+syntax = "proto3";
+package otlp;
+message ExportMetricsServiceRequest { repeated ResourceMetrics resource_metrics = 1; }
+message ExportMetricsServiceResponse { ExportMetricsPartialSuccess partial_success = 1; }
+message ExportMetricsPartialSuccess { int64 rejected_data_points = 1; string error_message = 2; }
+message Status { int32 code = 1; string message = 2; }
+message ResourceMetrics { Resource resource = 1; repeated ScopeMetrics scope_metrics = 2; string schema_url = 3; }
+message Resource { repeated KeyValue attributes = 1; uint32 dropped_attributes_count = 2; }
+message InstrumentationScope { string name = 1; string version = 2; }
+message ScopeMetrics { InstrumentationScope scope = 1; repeated Metric metrics = 2; string schema_url = 3; }
+message Metric {
+  string name = 1;
+  string description = 2;
+  string unit = 3;
+  oneof data {
+    Gauge gauge = 5;
+    Sum sum = 7;
+    Histogram histogram = 9;
+    ExponentialHistogram exponential_histogram = 10;
+    Summary summary = 11;
+  }
+}
+message Gauge { repeated NumberDataPoint data_points = 1; }
+message Sum { repeated NumberDataPoint data_points = 1; int32 aggregation_temporality = 2; bool is_monotonic = 3; }
+message Histogram { repeated HistogramDataPoint data_points = 1; int32 aggregation_temporality = 2; }
+message ExponentialHistogram { repeated ExponentialHistogramDataPoint data_points = 1; int32 aggregation_temporality = 2; }
+message Summary { repeated SummaryDataPoint data_points = 1; }
+message NumberDataPoint {
+  repeated KeyValue attributes = 7;
+  fixed64 start_time_unix_nano = 2;
+  fixed64 time_unix_nano = 3;
+  oneof value { double as_double = 4; sfixed64 as_int = 6; }
+  uint32 flags = 8;
+}
+message HistogramDataPoint {
+  repeated KeyValue attributes = 9;
+  fixed64 time_unix_nano = 3;
+  fixed64 count = 4;
+  double sum = 5;
+  repeated fixed64 bucket_counts = 6;
+  repeated double explicit_bounds = 7;
+}
+message ExponentialHistogramDataPoint {
+  repeated KeyValue attributes = 1;
+  fixed64 time_unix_nano = 3;
+  fixed64 count = 4;
+  double sum = 5;
+  sint32 scale = 6;
+  fixed64 zero_count = 7;
+}
+message SummaryDataPoint { repeated KeyValue attributes = 7; fixed64 time_unix_nano = 3; fixed64 count = 4; double sum = 5; }
+message KeyValue { string key = 1; AnyValue value = 2; }
+message AnyValue {
+  oneof value {
+    string string_value = 1;
+    bool bool_value = 2;
+    int64 int_value = 3;
+    double double_value = 4;
+    ArrayValue array_value = 5;
+    KeyValueList kvlist_value = 6;
+    bytes bytes_value = 7;
+  }
+}
+message ArrayValue { repeated AnyValue values = 1; }
+message KeyValueList { repeated KeyValue values = 1; }
+`;
+
+const otlpRoot = protobuf.parse(OTLP_PROTO).root;
+const OtlpExportRequest = otlpRoot.lookupType('otlp.ExportMetricsServiceRequest');
+const OtlpExportResponse = otlpRoot.lookupType('otlp.ExportMetricsServiceResponse');
+const RpcStatus = otlpRoot.lookupType('otlp.Status');
+
+export interface OtlpKeyValue {
+  key: string;
+  value: { stringValue?: string; intValue?: string; boolValue?: boolean; doubleValue?: number };
+}
+
+export interface OtlpNumberPoint {
+  attributes?: OtlpKeyValue[];
+  timeUnixNano?: string;
+  /** A number, or the JSON mapping's "NaN", "Infinity", "-Infinity". */
+  asDouble?: number | string;
+  /** int64 as a decimal string, as the JSON mapping writes it. */
+  asInt?: string;
+  flags?: number;
+}
+
+interface OtlpAggregatePoint {
+  attributes?: OtlpKeyValue[];
+  timeUnixNano: string;
+  count: string;
+  sum: number;
+}
+
+export interface OtlpMetric {
+  name: string;
+  unit?: string;
+  gauge?: { dataPoints: OtlpNumberPoint[] };
+  sum?: { dataPoints: OtlpNumberPoint[]; aggregationTemporality: number; isMonotonic?: boolean };
+  histogram?: {
+    dataPoints: (OtlpAggregatePoint & { bucketCounts: string[]; explicitBounds: number[] })[];
+    aggregationTemporality: number;
+  };
+  exponentialHistogram?: {
+    dataPoints: (OtlpAggregatePoint & { scale: number; zeroCount: string })[];
+    aggregationTemporality: number;
+  };
+  summary?: { dataPoints: OtlpAggregatePoint[] };
+}
+
+/** An ExportMetricsServiceRequest in the OTLP JSON mapping's shape. */
+export interface OtlpRequest {
+  resourceMetrics: {
+    resource?: { attributes: OtlpKeyValue[] };
+    scopeMetrics: { scope?: { name: string }; metrics: OtlpMetric[] }[];
+  }[];
+}
+
+/** OTLP aggregation temporality: 1 delta, 2 cumulative. */
+export const OTLP_DELTA = 1;
+export const OTLP_CUMULATIVE = 2;
+
+export const otlpAttr = (key: string, value: string): OtlpKeyValue => ({
+  key,
+  value: { stringValue: value },
+});
+
+/** Milliseconds since the epoch as OTLP's uint64 nanoseconds, a decimal string. */
+export const otlpNanos = (ms: number): string => String(BigInt(ms) * 1_000_000n);
+
+/** One resource and one scope holding `metrics`: the shape every exporter sends. */
+export function otlpRequest(metrics: OtlpMetric[], resource: OtlpKeyValue[] = []): OtlpRequest {
+  return {
+    resourceMetrics: [
+      { resource: { attributes: resource }, scopeMetrics: [{ scope: { name: 'hashwatt-test' }, metrics }] },
+    ],
+  };
+}
+
+/** The request as OTLP/HTTP protobuf bytes, encoded by protobufjs from the published messages. */
+export function encodeOtlpProtobuf(request: OtlpRequest): Uint8Array {
+  return OtlpExportRequest.encode(OtlpExportRequest.fromObject(request)).finish();
+}
+
+/** A google.rpc.Status read from protobuf bytes. */
+export function decodeRpcStatus(bytes: Uint8Array): { code: number; message: string } {
+  const status = RpcStatus.toObject(RpcStatus.decode(bytes), { defaults: true }) as {
+    code: number;
+    message: string;
+  };
+  return { code: status.code, message: status.message };
+}
+
+/** An ExportMetricsServiceResponse read from protobuf bytes: rejected points 0 for a full success. */
+export function decodeOtlpExportResponse(bytes: Uint8Array): {
+  rejectedDataPoints: number;
+  errorMessage: string;
+} {
+  const response = OtlpExportResponse.toObject(OtlpExportResponse.decode(bytes), {
+    longs: String,
+    defaults: false,
+  }) as { partialSuccess?: { rejectedDataPoints?: string; errorMessage?: string } };
+  return {
+    rejectedDataPoints: Number(response.partialSuccess?.rejectedDataPoints ?? 0),
+    errorMessage: response.partialSuccess?.errorMessage ?? '',
+  };
+}
+
+/** A tag key or value as line protocol writes it: `,`, `=` and space escaped (no backslashes in ours). */
+export function lineTag(text: string): string {
+  return text.replace(/[,= ]/g, (c) => `\\${c}`);
+}
+
+export type PushProtocol = 'remote_write' | 'influx' | 'otlp';
+
+/** The Authorization scheme each protocol's clients send the site token with. */
+export const PUSH_AUTH: Readonly<Record<PushProtocol, string>> = {
+  remote_write: 'Bearer',
+  influx: 'Token',
+  otlp: 'Bearer',
+};
+
+/** InfluxDB's error codes for the statuses the line-protocol receiver answers. */
+const INFLUX_CODES: Readonly<Record<number, string>> = {
+  400: 'invalid',
+  401: 'unauthorized',
+  413: 'request too large',
+  415: 'unsupported media type',
+  422: 'unprocessable entity',
+  429: 'too many requests',
+};
+
+/**
+ * google.rpc.Code for the statuses OTLP/HTTP answers, as the receiver contract gives them
+ * (429 and 503 are UNAVAILABLE, the code gRPC maps both to).
+ */
+const GRPC_CODES: Readonly<Record<number, number>> = { 400: 3, 401: 16, 413: 3, 415: 3, 429: 14 };
+
+/** The encoding an OTLP request asked for, by its Content-Type, as the answer must use it. */
+export function otlpEncodingOf(contentType: string | undefined): 'protobuf' | 'json' {
+  const media = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  return media === 'application/x-protobuf' ? 'protobuf' : 'json';
+}
+
+/** What a push receiver answered, whole. */
+export interface PushAnswer {
+  status: number;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+function parseJsonObject(body: Uint8Array): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(Buffer.from(body).toString('utf8')) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const isReason = (v: unknown): v is string => typeof v === 'string' && v.trim() !== '';
+
+/**
+ * What is wrong with a push receiver's answer, or undefined: a 5xx, an error not in the protocol's
+ * own format (remote_write text, InfluxDB's {"code","message"}, a google.rpc.Status in the
+ * request's encoding), an error without a reason, or a success body the protocol would not send.
+ */
+export function pushAnswerFault(
+  protocol: PushProtocol,
+  requestContentType: string | undefined,
+  answer: PushAnswer,
+): string | undefined {
+  const { status, headers, body } = answer;
+  const text = Buffer.from(body).toString('utf8');
+  const type = headers.get('content-type') ?? '';
+  const said = `${status} ${type} ${text.slice(0, 200)}`;
+  if (status >= 500) return `a ${status}: ${said}`;
+  switch (protocol) {
+    case 'remote_write':
+      if (status < 400) return status === 204 && body.length === 0 ? undefined : `not a bare 204: ${said}`;
+      if (!/^text\/plain/i.test(type)) return `error not text/plain: ${said}`;
+      return isReason(text) ? undefined : `error without a reason: ${said}`;
+    case 'influx': {
+      if (status < 400) return status === 204 && body.length === 0 ? undefined : `not a bare 204: ${said}`;
+      const error = /^application\/json/i.test(type) ? parseJsonObject(body) : undefined;
+      if (!error) return `error not InfluxDB's JSON: ${said}`;
+      if (Object.keys(error).sort().join() !== 'code,message') return `not {"code","message"}: ${said}`;
+      if (error.code !== INFLUX_CODES[status]) return `code ${String(error.code)} for ${status}: ${said}`;
+      return isReason(error.message) ? undefined : `error without a reason: ${said}`;
+    }
+    case 'otlp': {
+      const encoding = otlpEncodingOf(requestContentType);
+      const wantType = encoding === 'protobuf' ? /^application\/x-protobuf/i : /^application\/json/i;
+      if (!wantType.test(type)) return `answer not in the request's encoding (${encoding}): ${said}`;
+      if (status < 400) {
+        if (status !== 200) return `success other than 200: ${said}`;
+        if (encoding === 'protobuf') {
+          try {
+            const r = decodeOtlpExportResponse(body);
+            return r.rejectedDataPoints > 0 && !isReason(r.errorMessage)
+              ? `rejected points without a reason: ${said}`
+              : undefined;
+          } catch (error) {
+            return `not an ExportMetricsServiceResponse (${(error as Error).message}): ${said}`;
+          }
+        }
+        const response = parseJsonObject(body);
+        if (!response) return `not a JSON ExportMetricsServiceResponse: ${said}`;
+        if (Object.keys(response).length === 0) return undefined;
+        const partial = response.partialSuccess as Record<string, unknown> | undefined;
+        if (Object.keys(response).join() !== 'partialSuccess' || typeof partial !== 'object')
+          return `unexpected response fields: ${said}`;
+        if (typeof partial.rejectedDataPoints !== 'string' || !/^\d+$/.test(partial.rejectedDataPoints))
+          return `rejectedDataPoints not an int64 string: ${said}`;
+        return isReason(partial.errorMessage) ? undefined : `partial success without a reason: ${said}`;
+      }
+      let rpc: { code: unknown; message: unknown } | undefined;
+      if (encoding === 'protobuf') {
+        try {
+          rpc = decodeRpcStatus(body);
+        } catch (error) {
+          return `not a google.rpc.Status (${(error as Error).message}): ${said}`;
+        }
+      } else rpc = parseJsonObject(body) as { code: unknown; message: unknown } | undefined;
+      if (!rpc) return `error not a JSON google.rpc.Status: ${said}`;
+      if (rpc.code !== GRPC_CODES[status]) return `Status code ${String(rpc.code)} for ${status}: ${said}`;
+      return isReason(rpc.message) ? undefined : `Status without a message: ${said}`;
+    }
+  }
+}
+
+/** One sample of a push request, in hashwatt's terms: what must be stored once it is acknowledged. */
+export interface PushSample {
+  device: string;
+  kind: DeviceKind;
+  metric: string;
+  index?: string;
+  tsMs: number;
+  value: number;
+}
+
+/** The column of `readings` or `readings_extra` a sample lands in. */
+export function sampleColumn(sample: { metric: string; index?: string }): string {
+  return sample.index === undefined ? sample.metric : `${sample.metric}_${sample.index}`;
+}
+
+const FLOAT4_COLUMNS: ReadonlySet<string> = new Set(
+  CORE_METRICS.filter((m) => m.precision === 'float4').map((m) => m.name),
+);
+const FLOAT4_MIN_NORMAL = 1.1754944e-38;
+
+/** True when `stored` is what a column holds for `sent`: doubles exactly, `real` columns as float4. */
+export function storedAsSent(column: string, sent: number, stored: number): boolean {
+  if (!FLOAT4_COLUMNS.has(column)) return stored === sent;
+  // The contract stores magnitudes under float4's smallest normal as 0 (a real column refuses them).
+  const want = Math.abs(sent) < FLOAT4_MIN_NORMAL ? 0 : Math.fround(sent);
+  return Math.fround(stored) === want;
+}
+
+/** A stored sample, keyed by (device, ts in µs, column). */
+export interface StoredSample {
+  device: string;
+  tsUs: number;
+  column: string;
+  value: number;
+}
+
+export const storedSampleKey = (s: { device: string; tsUs: number; column: string }): string =>
+  `${s.device}\u0000${s.tsUs}\u0000${s.column}`;
+
+/** The numeric columns of `readings` and of `readings_extra`, as protocols fill them. */
+export const CORE_SAMPLE_COLUMNS: readonly string[] = CORE_METRICS.map((m) => m.name);
+export const EXTRA_SAMPLE_COLUMNS: readonly string[] = EXTRA_COLUMNS.map((c) => c.column);
+
+/** Every non-null numeric column of stored rows as samples; `rows` carry `device` and `ts_us`. */
+export function samplesOfRows(
+  rows: readonly Record<string, unknown>[],
+  columns: readonly string[],
+): StoredSample[] {
+  const out: StoredSample[] = [];
+  for (const row of rows) {
+    for (const column of columns) {
+      const value = row[column];
+      if (value === null || value === undefined) continue;
+      out.push({ device: String(row.device), tsUs: Number(row.ts_us), column, value: Number(value) });
+    }
+  }
+  return out;
+}
+
+/**
+ * The samples the service acknowledged over the push protocols: per (device, ts, column) the first
+ * value sent, since a later one is a duplicate sample and never replaces what was stored.
+ */
+export class PushLedger {
+  readonly samples = new Map<string, StoredSample>();
+  duplicates = 0;
+
+  accept(samples: readonly PushSample[]): void {
+    for (const s of samples) {
+      const entry = { device: s.device, tsUs: s.tsMs * 1000, column: sampleColumn(s), value: s.value };
+      const key = storedSampleKey(entry);
+      if (this.samples.has(key)) this.duplicates++;
+      else this.samples.set(key, entry);
+    }
+  }
+
+  /** What differs between the ledger and what is stored: missing, altered and unexpected samples. */
+  compare(stored: readonly StoredSample[]): string[] {
+    const problems: string[] = [];
+    const seen = new Set<string>();
+    for (const s of stored) {
+      const key = storedSampleKey(s);
+      seen.add(key);
+      const want = this.samples.get(key);
+      if (!want) problems.push(`stored but never acknowledged: ${JSON.stringify(s)}`);
+      else if (!storedAsSent(s.column, want.value, s.value))
+        problems.push(`${JSON.stringify(key)}: sent ${want.value}, stored ${s.value}`);
+    }
+    for (const [key, want] of this.samples)
+      if (!seen.has(key)) problems.push(`acknowledged but not stored: ${JSON.stringify(want)}`);
+    return problems;
+  }
+}
+
+const KIND_CYCLE: readonly DeviceKind[] = ['asic', 'gpu', 'meter', 'pdu', 'other'];
+
+/** Devices of the push fuzz, each with its kind: names line protocol must escape, unicode, long. */
+export const PUSH_DEVICES: readonly { device: string; kind: DeviceKind }[] = [
+  'push-1',
+  'push-2',
+  'hall-c/r02/s19-044',
+  'gpu node,7',
+  'ñandú=2',
+  '矿机-九号',
+  `long-${'p'.repeat(100)}`,
+  '🙂-gpu',
+].map((device, i) => ({ device, kind: KIND_CYCLE[i % KIND_CYCLE.length]! }));
+
+/** The device every bad item names: it holds no good sample, so no bad item collides with one. */
+export const BAD_DEVICE: { device: string; kind: DeviceKind } = { device: 'push-bad', kind: 'asic' };
+
+interface PushMetric {
+  metric: string;
+  indexes?: readonly string[];
+  min: number;
+  max: number;
+  counter: boolean;
+}
+
+/** Metrics the fuzz sends by hashwatt's own names: core (float8 and real) and extra, indexed or not. */
+const PUSH_METRICS: readonly PushMetric[] = [
+  ...['power_w', 'available_power_w', 'hashrate_ths', 'temp_c', 'gpu_util_pct'].map((name) => {
+    const m = findMetric(name)!;
+    return { metric: name, min: m.min, max: m.max, counter: false };
+  }),
+  ...(
+    [
+      ['chip_temp_c', ['0', '3', '7']],
+      ['energy_j_total', undefined],
+      ['gpu_xid_last', undefined],
+      ['hashboard_shares_total', ['0', '1']],
+      ['fan_speed_rpm', ['2']],
+    ] as const
+  ).map(([name, indexes]) => {
+    const m = EXTRA_METRICS.find((e) => e.name === name)!;
+    return {
+      metric: name,
+      min: m.min,
+      max: m.max,
+      counter: m.type === 'counter',
+      ...(indexes === undefined ? {} : { indexes }),
+    };
+  }),
+];
+
+/** Exporters' "no value" placeholders, refused whatever the metric (src/ingest/reading.ts). */
+const PLACEHOLDERS: ReadonlySet<number> = new Set([
+  ...[0, 1, 2, 3].map((k) => 0x7ffffff0 + k),
+  2 ** 63,
+  ...[0, 1, 2, 3].map((k) => 2 ** 47 + k),
+]);
+
+const pushValueArb = (min: number, max: number): fc.Arbitrary<number> =>
+  fc
+    .oneof(
+      fc.integer({ min: Math.ceil(Math.max(min, -1e9)), max: Math.floor(Math.min(max, 1e9)) }),
+      fc.double({ min, max, noNaN: true, noDefaultInfinity: true }),
+    )
+    .filter((v) => !PLACEHOLDERS.has(v));
+
+/**
+ * A valid sample: a device of the pool, a metric with an in-range value, an instant of this run
+ * or of one of the five before it (so a later request fills in, or repeats, an earlier instant).
+ */
+function pushSampleArb(tsBase: () => number): fc.Arbitrary<PushSample> {
+  return fc
+    .record({
+      device: fc.constantFrom(...PUSH_DEVICES),
+      metric: fc.constantFrom(...PUSH_METRICS),
+      indexPick: fc.nat(),
+      runsBack: fc.oneof({ weight: 3, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.nat(5) }),
+      offsetMs: fc.nat(50),
+      value: fc.double({ min: 0, max: 1, noNaN: true }),
+    })
+    .chain((r) =>
+      pushValueArb(r.metric.min, r.metric.max).map(
+        (value): PushSample => ({
+          device: r.device.device,
+          kind: r.device.kind,
+          metric: r.metric.metric,
+          ...(r.metric.indexes === undefined
+            ? {}
+            : { index: r.metric.indexes[r.indexPick % r.metric.indexes.length]! }),
+          tsMs: tsBase() - r.runsBack * 100 + r.offsetMs,
+          value,
+        }),
+      ),
+    );
+}
+
+/** Drops later samples of a key already in the list: one request names each (device, metric, instant) once. */
+function uniqueSamples(samples: readonly PushSample[]): PushSample[] {
+  const seen = new Set<string>();
+  return samples.filter((s) => {
+    const key = storedSampleKey({ device: s.device, tsUs: s.tsMs * 1000, column: sampleColumn(s) });
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+const isCounter = (metric: string) => PUSH_METRICS.find((m) => m.metric === metric)?.counter === true;
+
+/** A push request as it goes on the wire, with what it must be answered and what it stores. */
+export interface PushRequest {
+  label: string;
+  protocol: PushProtocol;
+  path: string;
+  /** Every header but Authorization. */
+  headers: Record<string, string>;
+  body: Buffer;
+  /** The samples stored once the answer is the expected one (none for a body refused whole). */
+  good: PushSample[];
+  status: number;
+  /** OTLP: the data points the answer names as rejected. */
+  rejectedPoints: number;
+  /** remote_write: the series counted in X-Hashwatt-Unmapped-Series (undefined: none). */
+  unmappedSeries?: number;
+}
+
+/* remote_write */
+
+function ownSeries(
+  s: Pick<PushSample, 'device' | 'kind' | 'metric' | 'index'>,
+  samples: { value: number; timestamp: number }[],
+  extraLabels: Record<string, string> = {},
+): FixtureSeries {
+  return {
+    labels: {
+      __name__: `hashwatt_${s.metric}`,
+      device: s.device,
+      kind: s.kind,
+      ...(s.index === undefined ? {} : { index: s.index }),
+      ...extraLabels,
+    },
+    samples,
+  };
+}
+
+/** Good samples as series: one per (device, metric, index), its samples in time order. */
+export function remoteWriteSeries(samples: readonly PushSample[]): FixtureSeries[] {
+  const bySeries = new Map<string, { sample: PushSample; points: { value: number; timestamp: number }[] }>();
+  for (const s of samples) {
+    const key = `${s.device}\u0000${sampleColumn(s)}`;
+    let entry = bySeries.get(key);
+    if (!entry) {
+      entry = { sample: s, points: [] };
+      bySeries.set(key, entry);
+    }
+    entry.points.push({ value: s.value, timestamp: s.tsMs });
+  }
+  return [...bySeries.values()].map(({ sample, points }) =>
+    ownSeries(
+      sample,
+      points.sort((a, b) => a.timestamp - b.timestamp),
+    ),
+  );
+}
+
+/** A remote_write body: snappy block of a WriteRequest, plus raw protobuf series appended to it. */
+export function remoteWriteBody(series: FixtureSeries[], rawSeries: readonly number[][] = []): Buffer {
+  return compressSync(
+    Buffer.concat([Buffer.from(encodeWriteRequest(series)), Buffer.from(rawSeries.flat())]),
+  );
+}
+
+/** A TimeSeries written by hand (field 1 of WriteRequest): labels, then samples given as raw bytes. */
+export function rawTimeSeries(labels: Record<string, string>, samples: readonly number[][]): number[] {
+  const body = [
+    ...Object.entries(labels).flatMap(([name, value]) =>
+      pbBytes(1, [...pbString(1, name), ...pbString(2, value)]),
+    ),
+    ...samples.flatMap((s) => pbBytes(2, s)),
+  ];
+  return pbBytes(1, body);
+}
+
+/** Series that make a remote_write request a 400 while its good series are stored. */
+function remoteWriteBadSeries(nowMs: number, tsMs: number): { label: string; series: FixtureSeries }[] {
+  const at = (value: number, timestamp = tsMs) => [{ value, timestamp }];
+  const bad = { ...BAD_DEVICE, metric: 'power_w' };
+  const many: Record<string, string> = {};
+  for (let i = 0; i < 62; i++) many[`l${i}`] = String(i);
+  return [
+    { label: 'NaN', series: ownSeries(bad, at(Number.NaN)) },
+    { label: '+Inf', series: ownSeries(bad, at(Number.POSITIVE_INFINITY)) },
+    { label: '-Inf', series: ownSeries(bad, at(Number.NEGATIVE_INFINITY)) },
+    { label: 'an hour ahead', series: ownSeries(bad, at(1, nowMs + 3_600_000)) },
+    { label: '40 days old', series: ownSeries(bad, at(1, nowMs - 40 * DAY_MS)) },
+    { label: 'before 1970', series: ownSeries(bad, at(1, -86_400_000)) },
+    { label: 'past year 2255', series: ownSeries(bad, at(1, 8.64e15)) },
+    { label: 'out of range', series: ownSeries({ ...bad, metric: 'temp_c' }, at(1e6)) },
+    { label: '-1 W placeholder', series: ownSeries(bad, at(-1)) },
+    { label: '65 labels', series: ownSeries(bad, at(1), many) },
+    { label: 'label value of 4097', series: ownSeries(bad, at(1), { note: 'v'.repeat(4097) }) },
+    { label: 'label name of 257', series: ownSeries(bad, at(1), { ['n'.repeat(257)]: 'x' }) },
+    { label: 'unknown hashwatt_ name', series: ownSeries({ ...bad, metric: 'nope_w' }, at(1)) },
+    { label: 'unknown index', series: ownSeries({ ...bad, metric: 'chip_temp_c', index: '99' }, at(1)) },
+    {
+      label: 'no device label',
+      series: { labels: { __name__: 'hashwatt_power_w', kind: 'asic' }, samples: at(1) },
+    },
+    { label: 'no __name__', series: { labels: { device: BAD_DEVICE.device }, samples: at(1) } },
+  ];
+}
+
+/** Bodies remote_write refuses whole (nothing stored), from a good body's series. */
+function remoteWriteFatal(
+  series: FixtureSeries[],
+): { label: string; body: Buffer; headers?: Record<string, string>; status: number }[] {
+  const raw = Buffer.from(encodeWriteRequest(series));
+  // Inside the last field (the metadata), so no prefix is itself a whole WriteRequest.
+  const cut = raw.subarray(0, raw.length - 5);
+  const placeholder = Buffer.from('\u0001\u0002\u0003\u0004\u0005\u0006');
+  const withBadUtf8 = Buffer.from(
+    encodeWriteRequest([
+      ...series,
+      ownSeries({ ...BAD_DEVICE, metric: 'power_w' }, [{ value: 1, timestamp: 0 }], {
+        note: placeholder.toString(),
+      }),
+    ]),
+  );
+  withBadUtf8.set([0xc3, 0x28, 0xff, 0xfe, 0x80, 0x80], withBadUtf8.indexOf(placeholder));
+  const good = compressSync(raw);
+  return [
+    { label: 'not snappy', body: Buffer.from('not snappy at all'), status: 400 },
+    { label: 'empty body', body: Buffer.alloc(0), status: 400 },
+    { label: 'snappy declaring 4 GiB', body: snappyHeader(0xffff_ffff, [0, 0, 0]), status: 413 },
+    { label: 'snappy declaring 1 MiB in 5 bytes', body: snappyHeader(1 << 20, [0]), status: 400 },
+    {
+      label: 'snappy length header of 6 bytes',
+      body: Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+      status: 400,
+    },
+    { label: 'snappy cut short', body: good.subarray(0, good.length - 3), status: 400 },
+    { label: 'truncated WriteRequest', body: compressSync(cut), status: 400 },
+    { label: 'wire type 7', body: compressSync(Buffer.concat([raw, Buffer.from([0x0f, 1])])), status: 400 },
+    { label: 'invalid UTF-8 label', body: compressSync(withBadUtf8), status: 400 },
+    { label: 'JSON content type', body: good, headers: { 'content-type': 'application/json' }, status: 415 },
+    { label: 'gzip encoding', body: good, headers: { 'content-encoding': 'gzip' }, status: 415 },
+    {
+      label: 'remote_write 2.0',
+      body: good,
+      headers: { 'content-type': 'application/x-protobuf;proto=io.prometheus.write.v2.Request' },
+      status: 415,
+    },
+    {
+      label: 'version 2.0.0',
+      body: good,
+      headers: { 'x-prometheus-remote-write-version': '2.0.0' },
+      status: 415,
+    },
+  ];
+}
+
+/** Series a valid request may carry besides its samples: unmapped, a DCGM blank, a staleness marker. */
+function remoteWriteHarmless(tsMs: number): { series: FixtureSeries[]; raw: number[][]; unmapped: number } {
+  const stale = rawTimeSeries({ __name__: 'hashwatt_power_w', device: BAD_DEVICE.device, kind: 'asic' }, [
+    [...pbTag(1, 1), ...pbDoubleBits(0x7ff00000, 0x00000002), ...pbTag(2, 0), ...pbVarint(tsMs)],
+  ]);
+  return {
+    series: [
+      {
+        labels: { __name__: 'node_load1', instance: 'node-a:9100' },
+        samples: [{ value: 0.5, timestamp: tsMs }],
+      },
+      {
+        labels: { __name__: 'DCGM_FI_DEV_GPU_TEMP', Hostname: 'push-host', gpu: '0' },
+        samples: [{ value: 0x7ffffff0, timestamp: tsMs }],
+      },
+    ],
+    raw: [stale],
+    unmapped: 1,
+  };
+}
+
+/* line protocol */
+
+/** A line-protocol precision: its v2 and v1 names and how epoch milliseconds are written in it. */
+export type LinePrecision = { v2: string; v1: string; digits: (ms: number) => string; wholeSeconds: boolean };
+export const LINE_PRECISIONS: readonly LinePrecision[] = [
+  { v2: 'ns', v1: 'n', digits: (ms) => `${ms}000000`, wholeSeconds: false },
+  { v2: 'us', v1: 'u', digits: (ms) => `${ms}000`, wholeSeconds: false },
+  { v2: 'ms', v1: 'ms', digits: (ms) => String(ms), wholeSeconds: false },
+  { v2: 's', v1: 's', digits: (ms) => String(ms / 1000), wholeSeconds: true },
+];
+
+/** A field value as line protocol writes it: integers sometimes as `i`/`u`, floats as JS prints them. */
+function lineValue(value: number, style: number): string {
+  if (Number.isSafeInteger(value) && style % 3 === 1) return `${value}i`;
+  if (Number.isSafeInteger(value) && value >= 0 && style % 3 === 2) return `${value}u`;
+  return String(value);
+}
+
+/** One line per sample of hashwatt's own measurement. */
+export function lineOfSample(s: PushSample, precision: LinePrecision, style = 0): string {
+  const index = s.index === undefined ? '' : `,index=${lineTag(s.index)}`;
+  return `hashwatt,device=${lineTag(s.device)},kind=${s.kind}${index} ${s.metric}=${lineValue(s.value, style)} ${precision.digits(s.tsMs)}`;
+}
+
+/** Lines that make a request a 422 (400 alone) while its good lines are stored; `last` must end the body. */
+function lineBadLines(
+  nowMs: number,
+  tsMs: number,
+  precision: LinePrecision,
+): { label: string; line: string; last?: boolean }[] {
+  const device = `hashwatt,device=${BAD_DEVICE.device},kind=${BAD_DEVICE.kind}`;
+  // Whole seconds, so each line is bad for its own reason at every precision.
+  const ts = precision.digits(Math.floor(tsMs / 1000) * 1000);
+  const tags = Array.from({ length: 65 }, (_, i) => `t${i}=${i}`).join(',');
+  const fields = Array.from({ length: 257 }, (_, i) => `f${i}=${i}`).join(',');
+  return [
+    { label: 'unescaped = in a tag', line: `hashwatt,device=push=bad,kind=asic power_w=1 ${ts}` },
+    { label: 'empty tag key', line: `${device},=x power_w=1 ${ts}` },
+    { label: 'tag without value', line: `${device},lonely power_w=1 ${ts}` },
+    { label: 'no fields', line: `${device} ${ts}` },
+    { label: 'field without value', line: `${device} power_w= ${ts}` },
+    { label: 'string into a metric', line: `${device} power_w="12" ${ts}` },
+    { label: 'boolean into a metric', line: `${device} power_w=true ${ts}` },
+    { label: 'int64 overflow', line: `${device} power_w=9223372036854775808i ${ts}` },
+    { label: 'uint64 overflow', line: `${device} power_w=18446744073709551616u ${ts}` },
+    { label: 'integer past 2^53', line: `${device} power_w=9007199254740993i ${ts}` },
+    { label: 'NaN literal', line: `${device} power_w=NaN ${ts}` },
+    { label: 'float past double', line: `${device} power_w=1e400 ${ts}` },
+    { label: '65 tags', line: `${device},${tags} power_w=1 ${ts}` },
+    { label: '257 fields', line: `hashwatt,device=${BAD_DEVICE.device} ${fields} ${ts}` },
+    { label: 'tag value of 4097', line: `${device},note=${'v'.repeat(4097)} power_w=1 ${ts}` },
+    { label: 'bad timestamp', line: `${device} power_w=1 12ab` },
+    { label: 'timestamp past int64', line: `${device} power_w=1 99999999999999999999999` },
+    { label: 'trailing garbage', line: `${device} power_w=1 ${ts} extra` },
+    {
+      label: 'an hour ahead',
+      line: `${device} power_w=1 ${precision.digits(Math.floor((nowMs + 3_600_000) / 1000) * 1000)}`,
+    },
+    {
+      label: '40 days old',
+      line: `${device} power_w=1 ${precision.digits(Math.floor((nowMs - 40 * DAY_MS) / 1000) * 1000)}`,
+    },
+    { label: 'out of range', line: `${device} temp_c=1000 ${ts}` },
+    { label: 'unknown metric', line: `${device} nope_w=1 ${ts}` },
+    { label: 'unknown index', line: `${device},index=99 chip_temp_c=50 ${ts}` },
+    { label: 'no device tag', line: `hashwatt,kind=asic power_w=1 ${ts}` },
+    // A string field may span lines: an unclosed one runs to the end of the body.
+    { label: 'unterminated string', line: `${device} serial="abc\n${device} power_w=1 ${ts}`, last: true },
+  ];
+}
+
+/** Bodies line protocol refuses whole, from a good body. */
+function lineFatal(
+  text: string,
+): { label: string; body: Buffer; headers?: Record<string, string>; query?: string; status: number }[] {
+  const bytes = Buffer.from(text);
+  const at = Math.floor(bytes.length / 2);
+  const gzipped = gzipSync(bytes);
+  return [
+    {
+      label: 'invalid UTF-8',
+      body: Buffer.concat([bytes.subarray(0, at), Buffer.from([0xc3, 0x28, 0xff]), bytes.subarray(at)]),
+      status: 400,
+    },
+    { label: 'not gzip', body: bytes, headers: { 'content-encoding': 'gzip' }, status: 400 },
+    {
+      label: 'gzip cut short',
+      body: gzipped.subarray(0, gzipped.length - 6),
+      headers: { 'content-encoding': 'gzip' },
+      status: 400,
+    },
+    { label: 'brotli', body: bytes, headers: { 'content-encoding': 'br' }, status: 415 },
+    { label: 'precision m on v2', body: bytes, query: 'precision=m', status: 400 },
+    { label: 'precision xs', body: bytes, query: 'precision=xs', status: 400 },
+  ];
+}
+
+/* OTLP */
+
+function otlpPoint(s: PushSample, asInt: boolean): OtlpNumberPoint {
+  return {
+    attributes: [
+      otlpAttr('device', s.device),
+      otlpAttr('kind', s.kind),
+      ...(s.index === undefined ? [] : [otlpAttr('index', s.index)]),
+    ],
+    timeUnixNano: otlpNanos(s.tsMs),
+    ...(asInt && Number.isSafeInteger(s.value) ? { asInt: String(s.value) } : { asDouble: s.value }),
+  };
+}
+
+/** Good samples as metrics of hashwatt's own names: gauges, counters sometimes as cumulative sums. */
+export function otlpMetrics(samples: readonly PushSample[], style = 0): OtlpMetric[] {
+  const byName = new Map<string, PushSample[]>();
+  for (const s of samples) byName.set(s.metric, [...(byName.get(s.metric) ?? []), s]);
+  return [...byName].map(([name, points], i) => {
+    const dataPoints = points.map((p, j) => otlpPoint(p, (style + i + j) % 2 === 1));
+    return isCounter(name) && (style + i) % 2 === 0
+      ? { name, sum: { dataPoints, aggregationTemporality: OTLP_CUMULATIVE, isMonotonic: true } }
+      : { name, gauge: { dataPoints } };
+  });
+}
+
+/** Metrics whose points are rejected (the count the answer must give) while the good ones are stored. */
+function otlpBadMetrics(
+  nowMs: number,
+  tsMs: number,
+): { label: string; metric: OtlpMetric; rejected: number }[] {
+  const attrs = [otlpAttr('device', BAD_DEVICE.device), otlpAttr('kind', BAD_DEVICE.kind)];
+  const time = otlpNanos(tsMs);
+  const gauge = (name: string, point: OtlpNumberPoint): OtlpMetric => ({
+    name,
+    gauge: { dataPoints: [point] },
+  });
+  const aggregate = { attributes: attrs, timeUnixNano: time, count: '3', sum: 7.5 };
+  const many = Array.from({ length: 129 }, (_, i) => otlpAttr(`a${i}`, String(i)));
+  return [
+    {
+      label: 'histogram',
+      metric: {
+        name: 'power_w',
+        histogram: {
+          dataPoints: [
+            { ...aggregate, bucketCounts: ['1', '2'], explicitBounds: [5] },
+            { ...aggregate, bucketCounts: ['3', '0'], explicitBounds: [5] },
+          ],
+          aggregationTemporality: OTLP_CUMULATIVE,
+        },
+      },
+      rejected: 2,
+    },
+    {
+      label: 'exponential histogram',
+      metric: {
+        name: 'power_w',
+        exponentialHistogram: {
+          dataPoints: [{ ...aggregate, scale: 2, zeroCount: '0' }],
+          aggregationTemporality: OTLP_CUMULATIVE,
+        },
+      },
+      rejected: 1,
+    },
+    { label: 'summary', metric: { name: 'power_w', summary: { dataPoints: [aggregate] } }, rejected: 1 },
+    {
+      label: 'delta sum',
+      metric: {
+        name: 'energy_j_total',
+        sum: {
+          dataPoints: [
+            { attributes: attrs, timeUnixNano: time, asDouble: 5 },
+            { attributes: attrs, timeUnixNano: otlpNanos(tsMs + 1), asDouble: 6 },
+          ],
+          aggregationTemporality: OTLP_DELTA,
+          isMonotonic: true,
+        },
+      },
+      rejected: 2,
+    },
+    {
+      label: 'NaN',
+      metric: gauge('power_w', { attributes: attrs, timeUnixNano: time, asDouble: 'NaN' }),
+      rejected: 1,
+    },
+    {
+      label: 'Infinity',
+      metric: gauge('power_w', { attributes: attrs, timeUnixNano: time, asDouble: 'Infinity' }),
+      rejected: 1,
+    },
+    { label: 'no value', metric: gauge('power_w', { attributes: attrs, timeUnixNano: time }), rejected: 1 },
+    { label: 'no time', metric: gauge('power_w', { attributes: attrs, asDouble: 1 }), rejected: 1 },
+    {
+      label: 'asInt past 2^53',
+      metric: gauge('energy_j_total', { attributes: attrs, timeUnixNano: time, asInt: '9007199254740993' }),
+      rejected: 1,
+    },
+    {
+      label: '129 attributes',
+      metric: gauge('power_w', { attributes: [...attrs, ...many], timeUnixNano: time, asDouble: 1 }),
+      rejected: 1,
+    },
+    {
+      label: 'attribute of 4097',
+      metric: gauge('power_w', {
+        attributes: [...attrs, otlpAttr('note', 'v'.repeat(4097))],
+        timeUnixNano: time,
+        asDouble: 1,
+      }),
+      rejected: 1,
+    },
+    {
+      label: 'no device attribute',
+      metric: gauge('power_w', { attributes: [otlpAttr('kind', 'asic')], timeUnixNano: time, asDouble: 1 }),
+      rejected: 1,
+    },
+    {
+      label: 'out of range',
+      metric: gauge('temp_c', { attributes: attrs, timeUnixNano: time, asDouble: 1e6 }),
+      rejected: 1,
+    },
+    {
+      label: 'an hour ahead',
+      metric: gauge('power_w', {
+        attributes: attrs,
+        timeUnixNano: otlpNanos(nowMs + 3_600_000),
+        asDouble: 1,
+      }),
+      rejected: 1,
+    },
+    {
+      label: 'unknown index',
+      metric: gauge('chip_temp_c', {
+        attributes: [...attrs, otlpAttr('index', '99')],
+        timeUnixNano: time,
+        asDouble: 50,
+      }),
+      rejected: 1,
+    },
+  ];
+}
+
+/** Metrics a valid request may carry besides its samples: unmapped, and a point marking a gap. */
+function otlpHarmless(tsMs: number): OtlpMetric[] {
+  const time = otlpNanos(tsMs);
+  return [
+    { name: 'process.cpu.utilization', gauge: { dataPoints: [{ timeUnixNano: time, asDouble: 0.25 }] } },
+    {
+      name: 'power_w',
+      gauge: {
+        dataPoints: [
+          {
+            attributes: [otlpAttr('device', BAD_DEVICE.device), otlpAttr('kind', 'asic')],
+            timeUnixNano: time,
+            asDouble: 1,
+            flags: 1,
+          },
+        ],
+      },
+    },
+  ];
+}
+
+/** Bodies OTLP refuses whole, from a good request. */
+function otlpFatal(
+  request: OtlpRequest,
+  encoding: 'protobuf' | 'json',
+): { label: string; body: Buffer; headers?: Record<string, string>; status: number }[] {
+  const proto = Buffer.from(encodeOtlpProtobuf(request));
+  const json = Buffer.from(JSON.stringify(request));
+  const body = encoding === 'protobuf' ? proto : json;
+  const cases: { label: string; body: Buffer; headers?: Record<string, string>; status: number }[] = [
+    { label: 'not gzip', body, headers: { 'content-encoding': 'gzip' }, status: 400 },
+    { label: 'brotli', body, headers: { 'content-encoding': 'br' }, status: 415 },
+    { label: 'text/plain', body, headers: { 'content-type': 'text/plain' }, status: 415 },
+  ];
+  if (encoding === 'protobuf') {
+    // One top-level field (resourceMetrics): any proper prefix overruns its length.
+    cases.push(
+      { label: 'truncated protobuf', body: proto.subarray(0, Math.max(1, proto.length - 7)), status: 400 },
+      { label: 'wire type 7', body: Buffer.concat([proto, Buffer.from([0x0f, 1])]), status: 400 },
+      {
+        label: 'invalid UTF-8 metric name',
+        body: Buffer.concat([
+          proto,
+          Buffer.from(pbBytes(1, pbBytes(2, pbBytes(2, [...pbTag(1, 2), 3, 0xc3, 0x28, 0xff])))),
+        ]),
+        status: 400,
+      },
+    );
+  } else {
+    cases.push(
+      { label: 'JSON cut short', body: json.subarray(0, json.length - 2), status: 400 },
+      { label: 'a JSON array', body: Buffer.from(`[${json.toString()}]`), status: 400 },
+      {
+        label: 'invalid UTF-8 JSON',
+        body: Buffer.concat([
+          Buffer.from('{"resourceMetrics":[],"x":"'),
+          Buffer.from([0xc3, 0x28]),
+          Buffer.from('"}'),
+        ]),
+        status: 400,
+      },
+    );
+  }
+  return cases;
+}
+
+/* the request arbitrary */
+
+type Shape = 'valid' | 'mixed' | 'bad only' | 'fatal';
+
+/**
+ * Push requests of every protocol: valid (with unmapped and filtered items), mixed (good items and
+ * bad ones, the good stored), bad only, and bodies refused whole. Bad items name BAD_DEVICE only.
+ */
+export function pushRequestArb(tsBase: () => number, nowMs: () => number): fc.Arbitrary<PushRequest> {
+  return fc
+    .record({
+      protocol: fc.constantFrom('remote_write', 'influx v2', 'influx v1', 'otlp json', 'otlp protobuf'),
+      shape: fc.oneof(
+        { weight: 3, arbitrary: fc.constant<Shape>('valid') },
+        { weight: 3, arbitrary: fc.constant<Shape>('mixed') },
+        { weight: 1, arbitrary: fc.constant<Shape>('bad only') },
+        { weight: 2, arbitrary: fc.constant<Shape>('fatal') },
+      ),
+      samples: fc.array(pushSampleArb(tsBase), { minLength: 1, maxLength: 12 }),
+      badPicks: fc.array(fc.nat(), { minLength: 1, maxLength: 3 }),
+      pick: fc.nat(),
+      harmless: fc.boolean(),
+      gzip: fc.boolean(),
+    })
+    .map((r) => buildPushRequest(r, nowMs()));
+}
+
+function buildPushRequest(
+  r: {
+    protocol: string;
+    shape: Shape;
+    samples: PushSample[];
+    badPicks: number[];
+    pick: number;
+    harmless: boolean;
+    gzip: boolean;
+  },
+  nowMs: number,
+): PushRequest {
+  const pickOf = <T>(list: readonly T[], n: number): T => list[n % list.length]!;
+  // Each bad item at most once: two equal ones would merge into one sample (one rejection).
+  const picksOf = <T extends { label: string }>(list: readonly T[]): T[] => [
+    ...new Map(r.badPicks.map((n) => pickOf(list, n)).map((b) => [b.label, b])).values(),
+  ];
+  const tsMs = r.samples[0]!.tsMs;
+  if (r.protocol === 'remote_write') {
+    const good = uniqueSamples(r.samples);
+    const headers = {
+      'content-type': 'application/x-protobuf',
+      'content-encoding': 'snappy',
+      'x-prometheus-remote-write-version': '0.1.0',
+    };
+    const series = r.shape === 'bad only' ? [] : remoteWriteSeries(good);
+    const kept = r.shape === 'bad only' ? [] : good;
+    if (r.shape === 'fatal') {
+      const fatal = pickOf(remoteWriteFatal(series), r.pick);
+      return {
+        label: `remote_write ${fatal.label}`,
+        protocol: 'remote_write',
+        path: '/api/v1/write',
+        headers: { ...headers, ...fatal.headers },
+        body: fatal.body,
+        good: [],
+        status: fatal.status,
+        rejectedPoints: 0,
+      };
+    }
+    const bad = r.shape === 'valid' ? [] : picksOf(remoteWriteBadSeries(nowMs, tsMs));
+    const harmless = r.harmless ? remoteWriteHarmless(tsMs) : { series: [], raw: [], unmapped: 0 };
+    return {
+      label: `remote_write ${r.shape}${bad.length ? ` (${bad.map((b) => b.label).join(', ')})` : ''}`,
+      protocol: 'remote_write',
+      path: '/api/v1/write',
+      headers,
+      body: remoteWriteBody([...series, ...bad.map((b) => b.series), ...harmless.series], harmless.raw),
+      good: kept,
+      status: bad.length > 0 ? 400 : 204,
+      rejectedPoints: 0,
+      ...(harmless.unmapped > 0 ? { unmappedSeries: harmless.unmapped } : {}),
+    };
+  }
+  if (r.protocol.startsWith('influx')) {
+    const v1 = r.protocol === 'influx v1';
+    const precision = pickOf(LINE_PRECISIONS, r.pick);
+    const good = uniqueSamples(
+      r.samples.map((s) => (precision.wholeSeconds ? { ...s, tsMs: Math.floor(s.tsMs / 1000) * 1000 } : s)),
+    );
+    const goodLines =
+      r.shape === 'bad only' ? [] : good.map((s, i) => lineOfSample(s, precision, r.pick + i));
+    const bad =
+      r.shape === 'valid' || r.shape === 'fatal' ? [] : picksOf(lineBadLines(nowMs, tsMs, precision));
+    // An unterminated string swallows the rest of the body: only one, and last.
+    const badLines = [...bad.filter((b) => !b.last), ...bad.filter((b) => b.last).slice(0, 1)].map(
+      (b) => b.line,
+    );
+    const harmless = r.harmless
+      ? [
+          `cpu,host=push-host usage_idle=97.5 ${precision.digits(Math.floor(tsMs / 1000) * 1000)}`,
+          '# a comment',
+          '',
+        ]
+      : [];
+    const text = [...harmless, ...goodLines, ...badLines].join(r.pick % 2 === 0 ? '\n' : '\r\n');
+    const query = v1 ? `db=fuzz&precision=${precision.v1}` : `org=fuzz&bucket=fuzz&precision=${precision.v2}`;
+    const path = v1 ? '/write' : '/api/v2/write';
+    if (r.shape === 'fatal') {
+      const fatal = pickOf(lineFatal(text), r.pick >> 2);
+      // v1 takes `m` (minutes): only a precision neither API knows is refused by both.
+      const fatalQuery = fatal.query === 'precision=m' && v1 ? 'precision=xs' : fatal.query;
+      return {
+        label: `influx ${v1 ? 'v1' : 'v2'} ${fatal.label}`,
+        protocol: 'influx',
+        path: `${path}?${fatalQuery ?? query}`,
+        headers: { 'content-type': 'text/plain; charset=utf-8', ...fatal.headers },
+        body: fatal.body,
+        good: [],
+        status: fatal.status,
+        rejectedPoints: 0,
+      };
+    }
+    const body = r.gzip ? gzipSync(text) : Buffer.from(text);
+    return {
+      label: `influx ${v1 ? 'v1' : 'v2'} ${precision.v2} ${r.shape}${bad.length ? ` (${bad.map((b) => b.label).join(', ')})` : ''}`,
+      protocol: 'influx',
+      path: `${path}?${query}`,
+      headers: {
+        'content-type': 'text/plain; charset=utf-8',
+        ...(r.gzip ? { 'content-encoding': 'gzip' } : {}),
+      },
+      body,
+      good: r.shape === 'bad only' ? [] : good,
+      status: bad.length === 0 ? 204 : r.shape === 'bad only' ? 400 : 422,
+      rejectedPoints: 0,
+    };
+  }
+  const encoding = r.protocol === 'otlp json' ? 'json' : 'protobuf';
+  const good = uniqueSamples(r.samples);
+  const kept = r.shape === 'bad only' ? [] : good;
+  const bad = r.shape === 'valid' || r.shape === 'fatal' ? [] : picksOf(otlpBadMetrics(nowMs, tsMs));
+  const request = otlpRequest(
+    [...otlpMetrics(kept, r.pick), ...bad.map((b) => b.metric), ...(r.harmless ? otlpHarmless(tsMs) : [])],
+    [otlpAttr('service.name', 'push-fuzz')],
+  );
+  const contentType = encoding === 'json' ? 'application/json' : 'application/x-protobuf';
+  if (r.shape === 'fatal') {
+    const fatal = pickOf(otlpFatal(request, encoding), r.pick);
+    return {
+      label: `otlp ${encoding} ${fatal.label}`,
+      protocol: 'otlp',
+      path: '/v1/metrics',
+      headers: { 'content-type': contentType, ...fatal.headers },
+      body: fatal.body,
+      good: [],
+      status: fatal.status,
+      rejectedPoints: 0,
+    };
+  }
+  const raw =
+    encoding === 'json' ? Buffer.from(JSON.stringify(request)) : Buffer.from(encodeOtlpProtobuf(request));
+  return {
+    label: `otlp ${encoding} ${r.shape}${bad.length ? ` (${bad.map((b) => b.label).join(', ')})` : ''}`,
+    protocol: 'otlp',
+    path: '/v1/metrics',
+    headers: { 'content-type': contentType, ...(r.gzip ? { 'content-encoding': 'gzip' } : {}) },
+    body: r.gzip ? gzipSync(raw) : raw,
+    good: kept,
+    status: 200,
+    rejectedPoints: bad.reduce((n, b) => n + b.rejected, 0),
+  };
 }
