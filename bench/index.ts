@@ -1,5 +1,6 @@
 // `npm run bench [-- --quick]`: every benchmark of hashwatt in one run, so the ratios compare numbers
-// taken on the same machine minutes apart. Writes bench/results/latest.json (keys are stable: other
+// taken on the same machine minutes apart (the push protocols against the JSON HTTP path, seconds
+// apart on the same service). Writes bench/results/latest.json (keys are stable: other
 // tools read them) and the table in bench/README.md.
 //
 // Needs Postgres at $BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) and,
@@ -19,6 +20,14 @@ import {
   warmUp,
 } from './ingest.ts';
 import { measureVictoriaMetrics } from './peer-victoriametrics.ts';
+import {
+  FULL_PUSH_PLAN,
+  formatPushNote,
+  formatPushRows,
+  measurePushProtocols,
+  PUSH_TABLE_HEAD,
+  QUICK_PUSH_PLAN,
+} from './push-protocols.ts';
 import { measureScrape } from './scrape.ts';
 
 const quick = process.argv.includes('--quick');
@@ -57,6 +66,7 @@ let ingest: {
   http: Awaited<ReturnType<typeof rampTransport>>;
   ws: Awaited<ReturnType<typeof rampTransport>>;
   baseline: Awaited<ReturnType<typeof measureBaseline>>;
+  push: Awaited<ReturnType<typeof measurePushProtocols>>;
 };
 try {
   await warmUp(service, plan);
@@ -64,10 +74,17 @@ try {
   const http = await rampTransport(service, 'http', plan);
   log('ingest over WebSocket');
   const ws = await rampTransport(service, 'ws', plan);
+  log('push protocols (remote_write, line protocol, OTLP) at multiples of the HTTP rate just held');
+  // Should the HTTP ramp hold nothing, the rate it last probed at half still scales the probes.
+  const push = await measurePushProtocols(
+    service,
+    http.readings_per_s > 0 ? http.readings_per_s : http.half_rate,
+    quick ? QUICK_PUSH_PLAN : FULL_PUSH_PLAN,
+  );
   await service.stop();
   log('baseline: the same rows straight into the same table');
   const baseline = await measureBaseline(plan.baselineS);
-  ingest = { http, ws, baseline };
+  ingest = { http, ws, baseline, push };
 } finally {
   await service.stop();
   await dropBenchDatabase();
@@ -100,6 +117,8 @@ const result = {
       samples_per_s: ingest.baseline.readings_per_s * SAMPLES_PER_READING,
     },
     ratio_to_baseline: round3(bestReadings / ingest.baseline.readings_per_s),
+    // Each push protocol's readings/s over the HTTP path's, same fleet and run (goal: ≥ 0.5).
+    push: ingest.push,
     peer: { victoriametrics: peer },
     // Readings against lines: the same unit of work (hashwatt counts a reading's status as a sample,
     // VictoriaMetrics carries it as a tag, so samples per reading differ by one).
@@ -143,6 +162,11 @@ const table = [
   `| raw write, same table/key/dedup: one COPY stream into staging, merged per 50k | ${n(ingest.baseline.copy_readings_per_s)} | ${n(ingest.baseline.copy_readings_per_s * SAMPLES_PER_READING)} | – |`,
   `| for reference, bare COPY of fresh keys (no de-duplication; not a baseline) | ${n(ingest.baseline.copy_without_dedup_readings_per_s)} | ${n(ingest.baseline.copy_without_dedup_readings_per_s * SAMPLES_PER_READING)} | – |`,
   peerLine,
+  '',
+  ...PUSH_TABLE_HEAD,
+  ...formatPushRows(ingest.push),
+  '',
+  formatPushNote(ingest.push, ingest.http),
   '',
   `hashwatt / raw write: **${result.ingest.ratio_to_baseline}**; hashwatt / VictoriaMetrics (readings per line): **${result.ingest.ratio_to_peer ?? '–'}**. ` +
     `Service RSS ${result.service.rss_mb} MB; CPU ${ingest.http.cpu_s_per_100k_samples ?? '–'} s (HTTP) / ${ingest.ws.cpu_s_per_100k_samples ?? '–'} s (WS) per 100k samples. ` +

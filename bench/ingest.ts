@@ -13,7 +13,7 @@ import { from as copyFrom } from 'pg-copy-streams';
 
 export const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DB_NAME = 'hashwatt_bench';
-const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 /** Metric values per reading of the load scenario's ASICs: power, hashrate, expected, temp, fan, status. */
 export const SAMPLES_PER_READING = 6;
 
@@ -87,7 +87,8 @@ function processStats(pid: number): { cpuS: number; rssMb: number } {
   return { cpuS: ticks / 100, rssMb: rssKb / 1024 };
 }
 
-type Scrape = Map<string, number>;
+/** The service's /metrics as series text → value. */
+export type Scrape = Map<string, number>;
 
 async function scrape(url: string): Promise<Scrape> {
   const text = await (await fetch(`${url}/metrics`)).text();
@@ -100,7 +101,8 @@ async function scrape(url: string): Promise<Scrape> {
   return out;
 }
 
-function sum(m: Scrape, prefix: string, ...contains: string[]): number {
+/** Sum of the series whose text starts with `prefix` and contains every one of `contains`. */
+export function sum(m: Scrape, prefix: string, ...contains: string[]): number {
   let n = 0;
   for (const [k, v] of m) if (k.startsWith(prefix) && contains.every((c) => k.includes(c))) n += v;
   return n;
@@ -217,21 +219,34 @@ export interface Window {
   rss_mb: number;
 }
 
+/** What a window measured, with the two scrapes around it for figures a caller adds. */
+export interface MeasuredWindow {
+  window: Window;
+  before: Scrape;
+  after: Scrape;
+  elapsedS: number;
+}
+
 /**
- * Offers `rate` for `seconds` and measures the middle of it from the service's own counters: what
- * it stored (accepted + duplicate), what it refused (429/503), request latency, CPU and RSS.
+ * Runs `offer(seconds)` (a load generator offering `rate` for that long) and measures the middle of
+ * it from the service's own counters for `transport`: what it stored (accepted + duplicate), what
+ * it refused (429/503), request latency, CPU and RSS. `around` runs at the window's edges, for a
+ * generator that measures itself over the same seconds.
  */
-async function measureAt(
+export async function measureWindow(
   service: BenchService,
-  transport: 'http' | 'ws',
+  transport: string,
+  offer: (seconds: number) => Promise<void>,
   rate: number,
   seconds: number,
-): Promise<Window> {
+  around: { begin(): void; end(): void } = { begin: () => {}, end: () => {} },
+): Promise<MeasuredWindow> {
   const settleS = Math.min(3, Math.max(1, Math.floor(seconds / 4)));
-  const done = offerLoad(service.url, transport, rate, seconds + settleS);
+  const done = offer(seconds + settleS);
   await sleep(settleS * 1000);
   const m0 = await scrape(service.url);
   const p0 = processStats(service.pid);
+  around.begin();
   let rss = p0.rssMb;
   const t0 = performance.now();
   for (let s = 0; s < seconds; s++) {
@@ -239,6 +254,7 @@ async function measureAt(
     rss = Math.max(rss, processStats(service.pid).rssMb);
   }
   const elapsed = (performance.now() - t0) / 1000;
+  around.end();
   const m1 = await scrape(service.url);
   const p1 = processStats(service.pid);
   await done;
@@ -251,7 +267,7 @@ async function measureAt(
     sum(m, 'hashwatt_ingest_requests_total', t, 'status="503"');
   const samplesPerS =
     (sum(m1, 'hashwatt_samples_ingested_total', t) - sum(m0, 'hashwatt_samples_ingested_total', t)) / elapsed;
-  return {
+  const window: Window = {
     offered_per_s: Math.round(rate),
     readings_per_s: Math.round((stored(m1) - stored(m0)) / elapsed),
     samples_per_s: Math.round(samplesPerS),
@@ -262,10 +278,22 @@ async function measureAt(
       samplesPerS > 0 ? Number((((p1.cpuS - p0.cpuS) / elapsed / samplesPerS) * 1e5).toFixed(3)) : null,
     rss_mb: Math.round(rss),
   };
+  return { window, before: m0, after: m1, elapsedS: elapsed };
+}
+
+/** The simulator's load offering `rate` over `transport`, measured as {@link measureWindow} does. */
+async function measureAt(
+  service: BenchService,
+  transport: 'http' | 'ws',
+  rate: number,
+  seconds: number,
+): Promise<Window> {
+  const offer = (s: number) => offerLoad(service.url, transport, rate, s);
+  return (await measureWindow(service, transport, offer, rate, seconds)).window;
 }
 
 /** Clean: nothing refused and (almost) all that was offered stored. */
-const isClean = (w: Window) => w.refused_per_s === 0 && w.readings_per_s >= 0.95 * w.offered_per_s;
+export const isClean = (w: Window) => w.refused_per_s === 0 && w.readings_per_s >= 0.95 * w.offered_per_s;
 
 export interface TransportResult {
   /** Highest offered rate held for `sustain_s` with no refusals. */

@@ -27,8 +27,9 @@ type Encoding = 'protobuf' | 'json';
 function grpcCode(status: number): number {
   if (status === 400 || status === 413 || status === 415) return 3; // INVALID_ARGUMENT
   if (status === 401) return 16; // UNAUTHENTICATED
-  if (status === 429) return 8; // RESOURCE_EXHAUSTED
-  if (status === 503 || status === 502 || status === 504) return 14; // UNAVAILABLE
+  // UNAVAILABLE for every "retry later": the code gRPC clients retry without further detail
+  // (RESOURCE_EXHAUSTED is retried only with RetryInfo, which an HTTP answer does not carry).
+  if (status === 429 || status === 503 || status === 502 || status === 504) return 14;
   return 13; // INTERNAL
 }
 
