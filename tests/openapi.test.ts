@@ -22,7 +22,7 @@ describe('the OpenAPI document', () => {
   it('is valid OpenAPI 3.1', async () => {
     const response = await fetch(`${service.url}/openapi.json`);
     expect(response.status).toBe(200);
-    const document = await response.json();
+    const document = (await response.json()) as { openapi: string };
     const result = await new Validator().validate(document);
     expect(result.errors ?? []).toEqual([]);
     expect(result.valid).toBe(true);
