@@ -17,7 +17,8 @@ database="${POSTGRES_DB:-$owner}"
 
 psql -v ON_ERROR_STOP=1 --no-psqlrc --username "$owner" --dbname "$database" \
   -v reader="$reader" -v password="$GRAFANA_DB_PASSWORD" -v database="$database" <<'SQL'
-CREATE ROLE hashwatt_reader NOLOGIN;
+-- Roles belong to the cluster: another database on it may have created this one already.
+DO $$ BEGIN CREATE ROLE hashwatt_reader NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 CREATE ROLE :"reader" WITH LOGIN PASSWORD :'password' NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT IN ROLE hashwatt_reader;
 -- Every transaction it opens is read-only, and a runaway dashboard query is cut off.
 ALTER ROLE :"reader" SET default_transaction_read_only = on;
