@@ -122,6 +122,12 @@ describe.each(BACKENDS)('history API and who may read it on %s', (backend) => {
     expect((await get('/api/v1/sites', viewer)).status).toBe(401);
   });
 
+  it('refuses an energy range of too many buckets before building any', async () => {
+    const response = await get(`/api/v1/sites/${a.id}/energy?from=0&to=8640000000000000&bucket=hour`, viewer);
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: { field: string } }).error.field).toBe('from');
+  });
+
   it('refuses bad queries with 400 naming the parameter', async () => {
     for (const [query, field] of [
       ['metric=volts', 'metric'],
@@ -129,6 +135,7 @@ describe.each(BACKENDS)('history API and who may read it on %s', (backend) => {
       ['metric=power_w&agg=median', 'agg'],
       ['metric=power_w&from=yesterday', 'from'],
       ['metric=power_w&color=red', 'color'],
+      ['metric=power_w&from=2026-12-01T00:00:00', 'from'],
     ]) {
       const response = await get(`/api/v1/sites/${a.id}/series?${query}`, viewer);
       expect(response.status, query).toBe(400);

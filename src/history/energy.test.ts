@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { bucketStarts, energyBuckets, localMidnight, minuteEnergy } from './energy.ts';
+import { bucketStarts, energyBuckets, hasPowerData, localMidnight, minuteEnergy } from './energy.ts';
+import { parseInstantMs } from './query.ts';
 
 describe('localMidnight', () => {
   it('finds the local midnight in UTC, across DST changes', () => {
@@ -10,6 +11,12 @@ describe('localMidnight', () => {
     expect(localMidnight(Date.UTC(2026, 2, 29, 12), 'Europe/Berlin')).toBe(Date.UTC(2026, 2, 28, 23));
     expect(localMidnight(Date.UTC(2026, 2, 30, 12), 'Europe/Berlin')).toBe(Date.UTC(2026, 2, 29, 22));
     expect(localMidnight(Date.UTC(2026, 11, 1, 3), 'America/Chicago')).toBe(Date.UTC(2026, 10, 30, 6));
+  });
+
+  it('starts a day where DST begins at midnight at its first instant, 01:00', () => {
+    // Chile: on 2026-09-06 clocks jump from 00:00 (UTC−4) to 01:00 (UTC−3): the day starts 04:00Z.
+    expect(localMidnight(Date.UTC(2026, 8, 6, 12), 'America/Santiago')).toBe(Date.UTC(2026, 8, 6, 4));
+    expect(localMidnight(Date.UTC(2026, 8, 7, 12), 'America/Santiago')).toBe(Date.UTC(2026, 8, 7, 3));
   });
 
   it('gives the day DST starts its 23 hours', () => {
@@ -49,5 +56,32 @@ describe('energy', () => {
   it('without a meter the devices are the draw, and nothing is "other"', () => {
     const e = minuteEnergy(row(0, null, 3000, 1000), 1, 1e6);
     expect(e).toEqual({ startMs: 0, joules: 4000 * 60, miningJ: 3000 * 60, aiJ: 1000 * 60, otherJ: 0 });
+  });
+});
+
+describe('what counts as data', () => {
+  const step = {
+    b: 0,
+    meter_w: 50_000,
+    meters: 1,
+    meter_available_w: null,
+    meters_available: 0,
+    device_w: null,
+    devices: 0,
+    asic_w: null,
+    gpu_w: null,
+  };
+  it('a step with one of two meters and no device power has no figure, not 0 W', () => {
+    expect(hasPowerData(step, 2)).toBe(false);
+    expect(hasPowerData(step, 1)).toBe(true);
+    expect(hasPowerData({ ...step, meters: 0, meter_w: null, devices: 3, device_w: 9000 }, 2)).toBe(true);
+  });
+
+  it('reads instants only with their offset, within what a Date holds', () => {
+    expect(parseInstantMs('2026-12-01T00:00:00Z')).toBe(Date.UTC(2026, 11, 1));
+    expect(parseInstantMs('2026-12-01T01:00:00+01:00')).toBe(Date.UTC(2026, 11, 1));
+    expect(parseInstantMs('2026-12-01T00:00:00')).toBeUndefined();
+    expect(parseInstantMs('9999999999999999')).toBeUndefined();
+    expect(parseInstantMs('1764547200000')).toBe(1764547200000);
   });
 });

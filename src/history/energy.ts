@@ -9,6 +9,7 @@ import { HashwattError } from '../errors.ts';
 import { sitePower } from '../fleet/power-source.ts';
 import type { Storage } from '../storage/database.ts';
 import { countSiteMeters, type PowerStepRow, sitePowerSteps, sitePriceSteps } from '../storage/history.ts';
+import { instantOrThrow } from './query.ts';
 
 const MINUTE_MS = 60_000;
 const J_PER_KWH = 3_600_000;
@@ -69,6 +70,15 @@ export function minuteEnergy(row: PowerStepRow, metersTotal: number, capacityW: 
   };
 }
 
+/**
+ * Whether a step says what the site drew: every meter reported, or (meters untrusted) some device
+ * reported its own power. A step where one of two meters reported and no device did has no
+ * figure; counting it as 0 W would pass for complete data.
+ */
+export function hasPowerData(row: PowerStepRow, metersTotal: number): boolean {
+  return (metersTotal > 0 && row.meters === metersTotal && row.meter_w !== null) || row.devices > 0;
+}
+
 /** The UTC instants of local midnights (or hours) from `fromMs` to `toMs` in a time zone. */
 export function bucketStarts(
   fromMs: number,
@@ -92,17 +102,24 @@ export function bucketStarts(
 }
 
 /** A time zone's wall clock at an instant, read as if it were UTC (epoch ms). */
+const FORMATTERS = new Map<string, Intl.DateTimeFormat>();
+
 function wallClockMs(ms: number, timeZone: string): number {
-  const parts = new Intl.DateTimeFormat('en-CA', {
-    timeZone,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-    hourCycle: 'h23',
-  }).formatToParts(new Date(ms));
+  let format = FORMATTERS.get(timeZone);
+  if (!format) {
+    format = new Intl.DateTimeFormat('en-CA', {
+      timeZone,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+      hourCycle: 'h23',
+    });
+    FORMATTERS.set(timeZone, format);
+  }
+  const parts = format.formatToParts(new Date(ms));
   const get = (type: string) => Number(parts.find((p) => p.type === type)!.value);
   return Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
 }
@@ -115,6 +132,9 @@ export function localMidnight(ms: number, timeZone: string): number {
   // take the offset at a first guess, then at the corrected instant.
   let guess = midnightWall - (wall - Math.floor(ms / 1000) * 1000);
   for (let i = 0; i < 2; i++) guess = midnightWall - (wallClockMs(guess, timeZone) - guess);
+  // Where DST starts at midnight (Santiago, Beirut, Havana) there is no 00:00 that day: the day
+  // begins at its first instant, 01:00, and the guess lands on the day before. Step forward to it.
+  for (let i = 0; i < 3 && wallClockMs(guess, timeZone) < midnightWall; i++) guess += 3_600_000;
   return guess;
 }
 
@@ -174,16 +194,6 @@ export function knownTimeZone(zone: string | null): string | undefined {
   }
 }
 
-function instantMs(raw: string, field: string): number {
-  if (/^\d{1,16}$/.test(raw)) return Number(raw);
-  const ms = Date.parse(raw);
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(raw) || Number.isNaN(ms))
-    throw new HashwattError('invalid_query', 'expected an RFC 3339 timestamp or integer epoch milliseconds', {
-      field,
-    });
-  return ms;
-}
-
 /** A site's energy per bucket. `tariffPerMwh` is the site's flat price (metadata), if any. */
 export async function siteEnergy(
   storage: Storage,
@@ -191,18 +201,23 @@ export async function siteEnergy(
   q: z.infer<typeof EnergyQuery>,
   nowMs: number,
 ): Promise<{ bucket: 'hour' | 'day'; timezone: string; buckets: EnergyBucket[] }> {
-  const fromMs = instantMs(q.from, 'from');
-  const toMs = q.to === undefined ? nowMs : instantMs(q.to, 'to');
+  const fromMs = instantOrThrow(q.from, 'from');
+  const toMs = q.to === undefined ? nowMs : instantOrThrow(q.to, 'to');
   if (fromMs >= toMs)
     throw new HashwattError('invalid_query', '"from" must be before "to"', { field: 'from' });
   const timeZone = knownTimeZone(site.timezone) ?? 'UTC';
-  const starts = bucketStarts(fromMs, toMs, q.bucket, timeZone);
-  if (starts.length > MAX_BUCKETS)
+  // Counted before any is built: a day is at least 23 hours, so this bounds the list from above.
+  const most = Math.ceil((toMs - fromMs) / (q.bucket === 'hour' ? 3_600_000 : 23 * 3_600_000)) + 1;
+  if (most > MAX_BUCKETS) {
     throw new HashwattError(
       'invalid_query',
-      `${starts.length} buckets, at most ${MAX_BUCKETS}: narrow from/to`,
-      { field: 'from' },
+      `up to ${most} buckets, at most ${MAX_BUCKETS}: narrow from/to`,
+      {
+        field: 'from',
+      },
     );
+  }
+  const starts = bucketStarts(fromMs, toMs, q.bucket, timeZone);
   const window = { fromMs: starts[0]!, toMs, stepMs: MINUTE_MS };
   const [rows, metersTotal, prices] = await Promise.all([
     sitePowerSteps(storage.db, { ...window, siteId: site.id, agg: 'avg' }),
@@ -210,7 +225,7 @@ export async function siteEnergy(
     sitePriceSteps(storage.db, { ...window, siteId: site.id }),
   ]);
   const minutes = rows
-    .filter((r) => r.meters > 0 || r.devices > 0)
+    .filter((r) => hasPowerData(r, metersTotal))
     .map((r) => minuteEnergy(r, metersTotal, site.capacity_w));
   const pushed = new Map(prices.map((p) => [p.b, p.price]));
   return {

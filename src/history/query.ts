@@ -22,15 +22,42 @@ const AUTO_STEPS_S = [10, 60, 300, 900, 3600, 6 * 3600, 86_400];
 const DEFAULT_POINTS = 1_000;
 const DEFAULT_RANGE_MS = 86_400_000;
 
-const instant = z.string().transform((raw, ctx) => {
-  if (/^\d{1,16}$/.test(raw)) return Number(raw);
+/** The latest instant a Date holds, in epoch ms. */
+const MAX_EPOCH_MS = 8.64e15;
+const RFC3339_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i;
+
+/**
+ * An instant of a query: integer epoch ms, or RFC 3339 with its offset (without one, the server's
+ * time zone would decide what the caller meant); undefined when it is neither.
+ */
+export function parseInstantMs(raw: string): number | undefined {
+  if (/^\d{1,16}$/.test(raw)) {
+    const ms = Number(raw);
+    return ms <= MAX_EPOCH_MS ? ms : undefined;
+  }
+  if (!RFC3339_WITH_OFFSET.test(raw)) return undefined;
   const ms = Date.parse(raw);
-  if (!/^\d{4}-\d{2}-\d{2}T/.test(raw) || Number.isNaN(ms)) {
-    ctx.addIssue({ code: 'custom', message: 'expected an RFC 3339 timestamp or integer epoch milliseconds' });
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+const INSTANT_MESSAGE =
+  'expected integer epoch milliseconds or an RFC 3339 timestamp with its offset (Z or ±hh:mm)';
+
+const instant = z.string().transform((raw, ctx) => {
+  const ms = parseInstantMs(raw);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: INSTANT_MESSAGE });
     return z.NEVER;
   }
   return ms;
 });
+
+/** The same rule for a value read outside a zod schema, as the 400 naming `field`. */
+export function instantOrThrow(raw: string, field: string): number {
+  const ms = parseInstantMs(raw);
+  if (ms === undefined) throw new HashwattError('invalid_query', INSTANT_MESSAGE, { field });
+  return ms;
+}
 
 const step = z.string().transform((raw, ctx) => {
   const m = /^(\d{1,7})(s|m|h|d)?$/.exec(raw);

@@ -8,6 +8,7 @@ import {
   sitePowerSteps,
   siteStepSeries,
 } from '../storage/history.ts';
+import { hasPowerData } from './energy.ts';
 import { deviceColumn, fillSteps, type SeriesQuery, seriesWindow, siteMetric } from './query.ts';
 
 /** A series as the API answers it. Points are [epoch ms of the step's start, value or null]. */
@@ -61,7 +62,7 @@ export async function siteSeries(
   const values = new Map<number, number>();
   const sources = new Map<number, string>();
   for (const r of rows) {
-    if (r.meters === 0 && r.devices === 0 && r.meters_available === 0) continue;
+    if (!hasPowerData(r, metersTotal)) continue;
     const figures = sitePower({
       metersTotal,
       metersReporting: r.meters,

@@ -123,7 +123,8 @@ function checkSampleGroups(
           });
           continue;
         }
-        reading[s.metric] = checked.value;
+        // First value wins, as in storage (the decoders already combine repeats; this is the backstop).
+        reading[s.metric] ??= checked.value;
         stored++;
         continue;
       }
@@ -140,7 +141,7 @@ function checkSampleGroups(
         continue;
       }
       reading.extras ??= {};
-      reading.extras[column.column] = s.value;
+      reading.extras[column.column] ??= s.value;
       stored++;
     }
     if (stored > 0) valid.push(reading);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LATEST_CARRY_US, type ReadingRecord } from '../storage/readings.ts';
+import type { ReadingRecord } from '../storage/readings.ts';
 import { foldLatest } from './latest-state.ts';
 
 const reading = (device_id: number, ts_ms: number, power_w: number, received_ms: number): ReadingRecord => ({
@@ -38,7 +38,7 @@ describe('foldLatest', () => {
     expect(pending.get(1)).toMatchObject({ power_w: 50, received_ms: 300 });
   });
 
-  it('merges one instant that arrives metric by metric, and carries missing metrics to a newer instant for a while', () => {
+  it('merges one instant that arrives metric by metric; a newer instant replaces it whole', () => {
     const pending = new Map<number, ReadingRecord>();
     foldLatest(pending, [
       { site_id: 1, device_id: 1, kind: 'gpu', ts_us: 5_000_000, received_ms: 1, power_w: 300 },
@@ -47,23 +47,16 @@ describe('foldLatest', () => {
       { site_id: 1, device_id: 1, kind: 'gpu', ts_us: 5_000_000, received_ms: 2, gpu_util_pct: 90 },
     ]);
     expect(pending.get(1)).toMatchObject({ power_w: 300, gpu_util_pct: 90, received_ms: 2 });
-    // The next scrape's power arrives before its utilisation: the last utilisation is kept meanwhile.
     foldLatest(pending, [
       { site_id: 1, device_id: 1, kind: 'gpu', ts_us: 20_000_000, received_ms: 3, power_w: 310 },
-    ]);
-    expect(pending.get(1)).toMatchObject({ ts_us: 20_000_000, power_w: 310, gpu_util_pct: 90 });
-    // Past the carry window a metric the device stopped sending is gone.
-    const later = 20_000_000 + LATEST_CARRY_US + 1;
-    foldLatest(pending, [
-      { site_id: 1, device_id: 1, kind: 'gpu', ts_us: later, received_ms: 4, power_w: 320 },
     ]);
     expect(pending.get(1)).toEqual({
       site_id: 1,
       device_id: 1,
       kind: 'gpu',
-      ts_us: later,
-      received_ms: 4,
-      power_w: 320,
+      ts_us: 20_000_000,
+      received_ms: 3,
+      power_w: 310,
     });
   });
 });

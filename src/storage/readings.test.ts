@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LATEST_CARRY_US, mergeLatest, mergeRows, missingValues, type ReadingRecord } from './readings.ts';
+import { mergeLatest, mergeRows, missingValues, type ReadingRecord } from './readings.ts';
 
 const record = (ts_us: number, metrics: Partial<ReadingRecord>): ReadingRecord => ({
   site_id: 1,
@@ -53,11 +53,17 @@ describe('mergeLatest', () => {
     });
   });
 
-  it('takes a newer reading, carrying missing metrics only within the carry window', () => {
-    const held = record(1, { power_w: 10, temp_c: 5 });
-    expect(mergeLatest(held, record(2, { power_w: 11 }))).toMatchObject({ ts_us: 2, power_w: 11, temp_c: 5 });
-    const far = record(2 + LATEST_CARRY_US, { power_w: 12 });
-    expect(mergeLatest(held, far)).toBe(far);
-    expect(mergeLatest(far, held)).toBe(far);
+  it('takes a newer reading whole: a metric the device stopped sending is gone at once', () => {
+    const held = record(1, { power_w: 10, temp_c: 5, status: 'error' });
+    const next = record(2, { power_w: 11 });
+    expect(mergeLatest(held, next)).toBe(next);
+    expect(mergeLatest(next, held)).toBe(next);
+  });
+
+  it('never moves the receipt back, whichever reading wins', () => {
+    const held = { ...record(1, { power_w: 10 }), received_ms: 5000 };
+    expect(
+      mergeLatest(held, { ...record(120_000_000, { power_w: 11 }), received_ms: 1000 }).received_ms,
+    ).toBe(5000);
   });
 });

@@ -361,44 +361,36 @@ export async function updateDeviceLatest(
 }
 
 /**
- * How long a device's latest state keeps a metric that a newer reading does not carry. Prometheus
- * spreads one scrape's series over shards and requests seconds apart, so a newer instant can arrive
- * metric by metric; within this window the metrics still missing keep their last value instead of
- * blinking out. Past it, a metric the device stopped reporting is gone from its latest state.
- */
-export const LATEST_CARRY_US = 60_000_000;
-
-/**
  * The latest state after `next`, given the latest `held` (pure; the same rule as the SQL upsert of
- * device_latest): a newer reading wins, carrying the metrics it lacks from `held` within
- * LATEST_CARRY_US; a reading of the same instant only fills in what `held` lacks (a stored value is
- * never replaced, as in `readings`) and moves `received_ms` forward; an older one changes nothing.
- * Returns `held` itself when nothing changes, `next` itself when nothing is carried.
+ * device_latest): a newer reading replaces it whole, so a metric the device stopped reporting is
+ * gone from its latest state at once; a reading of the same instant only fills in what `held`
+ * lacks (a stored value is never replaced, as in `readings`: Prometheus sends one scrape's metrics
+ * in several requests) and moves `received_ms` forward; an older one changes nothing. Returns
+ * `held` itself when nothing changes.
  */
 export function mergeLatest(held: ReadingRecord | undefined, next: ReadingRecord): ReadingRecord {
-  if (held === undefined || next.ts_us - held.ts_us > LATEST_CARRY_US) return next;
+  if (held === undefined) return next;
+  // As the SQL's GREATEST(received_at): batches can commit out of order.
+  const received = Math.max(held.received_ms, next.received_ms);
+  if (next.ts_us > held.ts_us)
+    return received === next.received_ms ? next : { ...next, received_ms: received };
   if (next.ts_us < held.ts_us) return held;
-  const [base, filler] = next.ts_us === held.ts_us ? [held, next] : [next, held];
   let merged: ReadingRecord | undefined;
   for (const name of READING_METRICS) {
     if (
-      (base[name] === undefined || base[name] === null) &&
-      filler[name] !== undefined &&
-      filler[name] !== null
+      (held[name] === undefined || held[name] === null) &&
+      next[name] !== undefined &&
+      next[name] !== null
     ) {
-      merged ??= { ...base };
-      (merged as unknown as Record<string, unknown>)[name] = filler[name];
+      merged ??= { ...held };
+      (merged as unknown as Record<string, unknown>)[name] = next[name];
     }
   }
-  const out = merged ?? base;
-  // As the SQL's GREATEST(received_at): batches can commit out of order.
-  const received = Math.max(held.received_ms, next.received_ms);
-  if (out.received_ms === received) return out;
-  if (out === merged) {
-    out.received_ms = received;
-    return out;
+  if (merged) {
+    merged.received_ms = received;
+    return merged;
   }
-  return { ...out, received_ms: received };
+  return received === held.received_ms ? held : { ...held, received_ms: received };
 }
 
 async function upsertDeviceLatest(db: Kysely<Database>, sorted: readonly ReadingRecord[]): Promise<void> {
@@ -409,12 +401,11 @@ async function upsertDeviceLatest(db: Kysely<Database>, sorted: readonly Reading
     (c, i) => sql`${arrayLiteral(pick((r) => r[READING_METRICS[i]!]))}::${sql.raw(c.type)}[]`,
   );
   const names = columns.map((c) => c.name);
-  const carry = `${LATEST_CARRY_US / 1_000_000} seconds`;
+  // The same instant fills in what is missing; a newer one replaces the row (see mergeLatest).
   const set = names
     .map(
-      (n) => `${n} = CASE WHEN excluded.ts = device_latest.ts THEN COALESCE(device_latest.${n}, excluded.${n})
-        WHEN excluded.ts - device_latest.ts <= interval '${carry}' THEN COALESCE(excluded.${n}, device_latest.${n})
-        ELSE excluded.${n} END`,
+      (n) =>
+        `${n} = CASE WHEN excluded.ts = device_latest.ts THEN COALESCE(device_latest.${n}, excluded.${n}) ELSE excluded.${n} END`,
     )
     .join(',\n');
   await sql`
