@@ -170,7 +170,7 @@ const table = [
   '',
   `hashwatt / raw write: **${result.ingest.ratio_to_baseline}**; hashwatt / VictoriaMetrics (readings per line): **${result.ingest.ratio_to_peer ?? '–'}**. ` +
     `Service RSS ${result.service.rss_mb} MB; CPU ${ingest.http.cpu_s_per_100k_samples ?? '–'} s (HTTP) / ${ingest.ws.cpu_s_per_100k_samples ?? '–'} s (WS) per 100k samples. ` +
-    `Scrape at ${n(scrape.sites)} sites / ${n(scrape.devices)} devices: ${scrape.scrape.p50_ms} ms p50 (fleet aggregate, refreshed in the background: ${scrape.fleet_aggregate.p50_ms} ms).`,
+    `Scrape at ${n(scrape.sites)} sites / ${n(scrape.devices)} devices: ${scrape.scrape.p50_ms} ms p50 (fleet aggregate, refreshed in the background: ${scrape.fleet_aggregate.p50_ms} ms); \`GET /api/v1/fleet\` from the same snapshot: ${scrape.fleet_api.p50_ms} ms p50, ${scrape.fleet_api.p95_ms} ms p95.`,
 ];
 if (!quick) {
   const readme = readFileSync('bench/README.md', 'utf8');

@@ -12,6 +12,10 @@ import pg from 'pg';
 import { DEFAULT_THRESHOLDS, FleetReader } from '../src/fleet/index.ts';
 import { silentLogger } from '../src/log.ts';
 import { createMetrics } from '../src/metrics/index.ts';
+import { readRoutes } from '../src/read/index.ts';
+
+const READ_TOKEN = 'bench-admin-token';
+
 import { openDatabase } from '../src/storage/database.ts';
 import { migrateToLatest } from '../src/storage/migrate.ts';
 
@@ -22,6 +26,8 @@ export interface ScrapeResult {
   runs: number;
   fleet_aggregate: { p50_ms: number; p95_ms: number; max_ms: number };
   scrape: { p50_ms: number; p95_ms: number; max_ms: number };
+  /** GET /api/v1/fleet as the admin, from the same snapshot (the read API). */
+  fleet_api: { p50_ms: number; p95_ms: number; max_ms: number };
   exposition_bytes: number;
   series: number;
 }
@@ -110,6 +116,19 @@ export async function measureScrape(SITES = 1000, DEVICES = 300_000, RUNS = 20):
     });
     const scrape = await time(() => metrics.endpoint.render());
     const body = await metrics.endpoint.render();
+    const read = readRoutes({
+      storage,
+      fleet,
+      thresholdDefaults: DEFAULT_THRESHOLDS,
+      adminToken: READ_TOKEN,
+      authenticateSite: async () => undefined,
+    });
+    const fleetApi = await time(async () => {
+      const response = await read.request('/fleet', { headers: { authorization: `Bearer ${READ_TOKEN}` } });
+      const answer = (await response.json()) as { sites: unknown[] };
+      if (response.status !== 200 || answer.sites.length !== SITES)
+        throw new Error(`fleet API answered ${response.status}`);
+    });
     const result: ScrapeResult = {
       date: new Date().toISOString(),
       sites: SITES,
@@ -117,6 +136,7 @@ export async function measureScrape(SITES = 1000, DEVICES = 300_000, RUNS = 20):
       runs: RUNS,
       fleet_aggregate: aggregate,
       scrape,
+      fleet_api: fleetApi,
       exposition_bytes: Buffer.byteLength(body),
       series: body.split('\n').filter((l) => l && !l.startsWith('#')).length,
     };
