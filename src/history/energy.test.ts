@@ -19,6 +19,21 @@ describe('localMidnight', () => {
     expect(localMidnight(Date.UTC(2026, 8, 7, 12), 'America/Santiago')).toBe(Date.UTC(2026, 8, 7, 3));
   });
 
+  it('starts hours on the local hour, also in zones offset by half an hour', () => {
+    const t = Date.UTC(2026, 11, 1, 10, 10);
+    expect(bucketStarts(t, t + 2 * 3_600_000, 'hour', 'UTC')).toEqual([
+      Date.UTC(2026, 11, 1, 10),
+      Date.UTC(2026, 11, 1, 11),
+      Date.UTC(2026, 11, 1, 12),
+    ]);
+    // Kolkata is UTC+5:30: its hours start at hh:30 UTC.
+    expect(bucketStarts(t, t + 2 * 3_600_000, 'hour', 'Asia/Kolkata')).toEqual([
+      Date.UTC(2026, 11, 1, 9, 30),
+      Date.UTC(2026, 11, 1, 10, 30),
+      Date.UTC(2026, 11, 1, 11, 30),
+    ]);
+  });
+
   it('gives the day DST starts its 23 hours', () => {
     const starts = bucketStarts(Date.UTC(2026, 2, 28, 12), Date.UTC(2026, 2, 31), 'day', 'Europe/Berlin');
     expect(starts.slice(1).map((s, i) => (s - starts[i]!) / 3_600_000)).toEqual([24, 23, 24]);

@@ -87,8 +87,11 @@ export function bucketStarts(
   timeZone: string,
 ): number[] {
   if (bucket === 'hour') {
+    // Local hours: in a zone offset by :30 or :45 (Kolkata, Adelaide, Kathmandu) they start at
+    // hh:30 or hh:15 UTC, so hours add up to the local days.
     const starts: number[] = [];
-    for (let t = Math.floor(fromMs / 3_600_000) * 3_600_000; t < toMs; t += 3_600_000) starts.push(t);
+    for (let t = localHourStart(fromMs, timeZone); t < toMs; t = localHourStart(t + 3_600_000, timeZone))
+      starts.push(t);
     return starts;
   }
   const starts: number[] = [];
@@ -122,6 +125,11 @@ function wallClockMs(ms: number, timeZone: string): number {
   const parts = format.formatToParts(new Date(ms));
   const get = (type: string) => Number(parts.find((p) => p.type === type)!.value);
   return Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
+}
+
+/** The UTC instant the local hour containing `ms` began. */
+export function localHourStart(ms: number, timeZone: string): number {
+  return Math.floor(ms / 1000) * 1000 - (wallClockMs(ms, timeZone) % 3_600_000);
 }
 
 /** The UTC instant of the local midnight starting the day that contains `ms` in `timeZone`. */
