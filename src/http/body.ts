@@ -371,8 +371,10 @@ export async function readBinaryBody<T>(
   try {
     const wire = await readWire(request, limits.maxWireBytes, lease);
     const body = gzip ? await gunzipToBytes(wire, limits.maxDecodedBytes, lease) : wire;
-    if (expandsTo) lease.take(Math.min(expandsTo(body), limits.maxDecodedBytes) * INFLATED_BYTE_WEIGHT);
-    return { value: await turn(() => decode(body)), wireBytes: wire.length, decodedBytes: body.length };
+    const expanded = expandsTo ? Math.min(expandsTo(body), limits.maxDecodedBytes) : body.length;
+    if (expandsTo) lease.take(expanded * INFLATED_BYTE_WEIGHT);
+    // What the decoded batch weighs is charged to the write queue by the caller: the expanded size.
+    return { value: await turn(() => decode(body)), wireBytes: wire.length, decodedBytes: expanded };
   } finally {
     lease.releaseAll();
   }
