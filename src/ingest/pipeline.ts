@@ -97,8 +97,11 @@ export class IngestPipeline {
    * already full: under overload, parsing what will be refused anyway would spend the CPU and heap
    * the backlog needs.
    */
-  admit(site: AuthenticatedSite, wireBytes: number): void {
+  admit(site: AuthenticatedSite, declaredBytes: number): void {
     const { writer } = this.#o;
+    // A Content-Length that is absent (chunked) or garbage says nothing: the body's real size is
+    // charged once it is read (ingest), so here it counts as empty rather than as NaN.
+    const wireBytes = Number.isFinite(declaredBytes) && declaredBytes > 0 ? declaredBytes : 0;
     this.#admission.assertShare(
       site.id,
       { readings: 1, bytes: wireBytes },
