@@ -279,6 +279,17 @@ describe.each(BACKENDS)('push receivers on %s', (backend) => {
     });
   });
 
+  it('OTLP: a second, different value for one device, metric and instant is reported as rejected', async () => {
+    const body = otlpJson(500, [{ key: 'hw.id', value: { stringValue: 'gpu7' } }]);
+    const points = body.resourceMetrics[0]!.scopeMetrics[0]!.metrics[0]!.gauge.dataPoints;
+    points.push({ ...points[0]!, asDouble: 501 });
+    const response = await otlpPost(JSON.stringify(body));
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({
+      partialSuccess: { rejectedDataPoints: '1', errorMessage: expect.stringMatching(/conflicting_series/) },
+    });
+  });
+
   it('OTLP: an undecodable body is 400 with a google.rpc.Status in the request encoding', async () => {
     const json = await otlpPost('{"resourceMetrics": [');
     expect(json.status).toBe(400);

@@ -133,7 +133,10 @@ export async function otlpMetrics(
       if (decoded.fatal)
         throw new HashwattError('invalid_body', `${decoded.fatal.message} (${decoded.fatal.code})`);
       const outcome = await ingestDecoded(deps, site, 'otlp', decoded, batch, decodedBytes);
-      const rejected = decoded.rejectedDataPoints + outcome.result.rejected.length;
+      // Points the decoder counted (unsupported types, bad points), samples the pipeline refused, and
+      // points dropped as a conflicting second value of one (device, metric, instant).
+      const conflicts = outcome.invalid.filter((p) => p.code === 'conflicting_series').length;
+      const rejected = decoded.rejectedDataPoints + outcome.result.rejected.length + conflicts;
       const reason = rejected > 0 ? (firstReason(outcome) ?? 'data points of unsupported types') : '';
       Object.assign(c.get('event'), {
         site: site.name,
