@@ -12,6 +12,7 @@ import {
   findMetric,
 } from '../catalog/index.ts';
 import { HashwattError } from '../errors.ts';
+import { parseRfc3339 } from '../ingest/reading.ts';
 import type { StepAggregation, StepWindow } from '../storage/history.ts';
 
 /** Most points one answer may hold; past it the caller must narrow the range or widen the step. */
@@ -24,7 +25,6 @@ const DEFAULT_RANGE_MS = 86_400_000;
 
 /** The latest instant a Date holds, in epoch ms. */
 const MAX_EPOCH_MS = 8.64e15;
-const RFC3339_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/i;
 
 /**
  * An instant of a query: integer epoch ms, or RFC 3339 with its offset (without one, the server's
@@ -35,9 +35,9 @@ export function parseInstantMs(raw: string): number | undefined {
     const ms = Number(raw);
     return ms <= MAX_EPOCH_MS ? ms : undefined;
   }
-  if (!RFC3339_WITH_OFFSET.test(raw)) return undefined;
-  const ms = Date.parse(raw);
-  return Number.isNaN(ms) ? undefined : ms;
+  // The ingest contract's strict parser: the offset is required, impossible dates are refused.
+  const parsed = parseRfc3339(raw);
+  return parsed.ok ? Math.floor(parsed.value / 1000) : undefined;
 }
 
 const INSTANT_MESSAGE =

@@ -1,10 +1,9 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { parseParams, parseQuery } from '../http/validate.ts';
-import { mayRead, type ReaderAuthDeps, readerAuthenticator, siteNotFound } from '../read/reader.ts';
+import { type ReaderAuthDeps, readableSite, readerAuthenticator } from '../read/reader.ts';
 import { SiteIdParams } from '../sites/service.ts';
 import type { Storage } from '../storage/database.ts';
-import { findSite } from '../storage/sites.ts';
 import { EnergyQuery, siteEnergy } from './energy.ts';
 import { SeriesQuery } from './query.ts';
 import { deviceSeries, siteSeries } from './series.ts';
@@ -26,31 +25,26 @@ export function historyRoutes(deps: ReaderAuthDeps & { storage: Storage; now?: (
   const now = deps.now ?? Date.now;
   const readerOf = readerAuthenticator(deps);
 
-  async function readableSite(c: Parameters<typeof readerOf>[0], id: number) {
-    const reader = await readerOf(c);
-    if (!mayRead(reader, id)) throw siteNotFound(id);
-    const site = await findSite(storage.db, id);
-    if (!site) throw siteNotFound(id);
-    return site;
-  }
+  const siteOf = async (c: Parameters<typeof readerOf>[0], id: number) =>
+    readableSite(storage, await readerOf(c), id);
 
   return new Hono()
     .get('/sites/:id/series', async (c) => {
       const { id } = parseParams(SiteIdParams, c.req.param());
       const query = parseQuery(SeriesQuery, c.req.query());
-      const site = await readableSite(c, id);
+      const site = await siteOf(c, id);
       return c.json(await siteSeries(storage, site, query, now()));
     })
     .get('/sites/:id/devices/:device/series', async (c) => {
       const { id, device } = parseParams(SiteDeviceParams, c.req.param());
       const query = parseQuery(SeriesQuery, c.req.query());
-      await readableSite(c, id);
+      await siteOf(c, id);
       return c.json(await deviceSeries(storage, id, device, query, now()));
     })
     .get('/sites/:id/energy', async (c) => {
       const { id } = parseParams(SiteIdParams, c.req.param());
       const query = parseQuery(EnergyQuery, c.req.query());
-      const site = await readableSite(c, id);
+      const site = await siteOf(c, id);
       return c.json(
         await siteEnergy(
           storage,

@@ -216,9 +216,27 @@ async function gunzipToText(
   maxBytes: number,
   lease: BudgetLease,
 ): Promise<{ text: string; bytes: number }> {
-  const gunzip = createGunzip();
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   const pieces: string[] = [];
+  const bytes = await inflate(wire, maxBytes, lease, (chunk) =>
+    pieces.push(decodeUtf8Piece(decoder, chunk, false)),
+  );
+  pieces.push(decodeUtf8Piece(decoder, undefined, true));
+  return { text: pieces.join(''), bytes };
+}
+
+/**
+ * Inflates a gzip body chunk by chunk into `sink`, counting the decoded size against the limit and
+ * every inflated byte (at INFLATED_BYTE_WEIGHT: decoding builds text or samples about its size
+ * again) against the budget as it comes, so a bomb is cut off at the limit. Returns the size.
+ */
+async function inflate(
+  wire: Buffer,
+  maxBytes: number,
+  lease: BudgetLease,
+  sink: (chunk: Buffer) => void,
+): Promise<number> {
+  const gunzip = createGunzip();
   let size = 0;
   gunzip.end(wire);
   try {
@@ -226,9 +244,8 @@ async function gunzipToText(
       size += chunk.length;
       if (size > maxBytes) throw tooLarge(`the decompressed body exceeds ${maxBytes} bytes`);
       lease.take(chunk.length * INFLATED_BYTE_WEIGHT);
-      pieces.push(decodeUtf8Piece(decoder, chunk, false));
+      sink(chunk);
     }
-    pieces.push(decodeUtf8Piece(decoder, undefined, true));
   } catch (error) {
     if (error instanceof HashwattError) throw error;
     throw new HashwattError('invalid_encoding', 'the body is not valid gzip', { field: 'content-encoding' });
@@ -236,7 +253,7 @@ async function gunzipToText(
     // Stops inflating at once when the loop ended early (a limit): the rest is never produced.
     gunzip.destroy();
   }
-  return { text: pieces.join(''), bytes: size };
+  return size;
 }
 
 /** One step of a streaming fatal UTF-8 decode; invalid UTF-8 is the same 400 as decodeUtf8's. */
@@ -313,29 +330,10 @@ export async function readJsonBody(
   }
 }
 
-/**
- * Inflates a gzip body into bytes within the limit and the budget, as gunzipToText does for text:
- * the decoded size is counted while inflating, so a bomb is cut off at the limit.
- */
+/** A gzip body inflated into bytes (see inflate). */
 async function gunzipToBytes(wire: Buffer, maxBytes: number, lease: BudgetLease): Promise<Buffer> {
-  const gunzip = createGunzip();
   const chunks: Buffer[] = [];
-  let size = 0;
-  gunzip.end(wire);
-  try {
-    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > maxBytes) throw tooLarge(`the decompressed body exceeds ${maxBytes} bytes`);
-      // Weighted as a JSON body's text: decoding builds strings and samples about its size again.
-      lease.take(chunk.length * INFLATED_BYTE_WEIGHT);
-      chunks.push(chunk);
-    }
-  } catch (error) {
-    if (error instanceof HashwattError) throw error;
-    throw new HashwattError('invalid_encoding', 'the body is not valid gzip', { field: 'content-encoding' });
-  } finally {
-    gunzip.destroy();
-  }
+  const size = await inflate(wire, maxBytes, lease, (chunk) => chunks.push(chunk));
   return Buffer.concat(chunks, size);
 }
 

@@ -1,11 +1,10 @@
-import { extraColumn } from '../catalog/index.ts';
+import { extraColumn, nameProblem } from '../catalog/index.ts';
 import type { DecodedSample } from '../protocols/index.ts';
 import {
   checkCoreValue,
   checkWindow,
   isCoreMetric,
   LABEL_MAX,
-  labelProblem,
   type Rejection,
   type ValidationWindow,
   type ValidReading,
@@ -78,7 +77,7 @@ function checkSampleGroups(
   for (const group of groups) {
     const head = samples[group.first]!;
     const tsUs = sampleUs(head);
-    const name = labelProblem(head.device, LABEL_MAX.device);
+    const name = nameProblem(head.device, LABEL_MAX.device);
     if (name) {
       for (const i of group.samples) {
         rejected.push({ index: i, field: 'device', code: name.code, message: `device name ${name.message}` });
@@ -109,7 +108,7 @@ function checkSampleGroups(
       const s = samples[i]!;
       reading.kind ??= s.kind;
       // A model is a description, not an identity: one that is not storable is left out, not fatal.
-      if (reading.model === undefined && s.model !== undefined && !labelProblem(s.model, LABEL_MAX.model))
+      if (reading.model === undefined && s.model !== undefined && !nameProblem(s.model, LABEL_MAX.model))
         reading.model = s.model;
       const field = s.index === undefined ? s.metric : `${s.metric}.${s.index}`;
       if (isCoreMetric(s.metric) && s.index === undefined) {

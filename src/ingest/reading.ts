@@ -338,16 +338,8 @@ const KINDS: ReadonlySet<unknown> = new Set(DEVICE_KINDS);
 const STATUSES: ReadonlySet<unknown> = new Set(DEVICE_STATUSES);
 
 /** What `label()` accepts: 1…max UTF-16 units, no control character (\p{Cc}), well-formed. */
-/** Why a device or model name is not storable (src/catalog/names.ts). */
-export const labelProblem = nameProblem;
-
 function isLabel(value: unknown, max: number): value is string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > max) return false;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return false;
-  }
-  return value.isWellFormed();
+  return typeof value === 'string' && nameProblem(value, max) === undefined;
 }
 
 /**

@@ -2,6 +2,9 @@ import type { Context } from 'hono';
 import { HashwattError } from '../errors.ts';
 import type { SiteAuthenticator } from '../http/auth.ts';
 import { bearerToken, digestsEqual, hashToken } from '../sites/tokens.ts';
+import type { Storage } from '../storage/database.ts';
+import type { SiteRow } from '../storage/schema.ts';
+import { findSite } from '../storage/sites.ts';
 import type { ApiTokenGrant } from '../tokens/index.ts';
 
 /**
@@ -58,4 +61,15 @@ export function mayRead(reader: Reader, siteId: number): boolean {
  */
 export function siteNotFound(siteId: number): HashwattError {
   return new HashwattError('not_found', `no site with id ${siteId}`);
+}
+
+/**
+ * The site of a `/sites/:id/…` path, when the reader may see it; else the same 404 as a missing
+ * site. Every read route that names a site goes through here.
+ */
+export async function readableSite(storage: Storage, reader: Reader, id: number): Promise<SiteRow> {
+  if (!mayRead(reader, id)) throw siteNotFound(id);
+  const site = await findSite(storage.db, id);
+  if (!site) throw siteNotFound(id);
+  return site;
 }

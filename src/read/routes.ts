@@ -11,9 +11,15 @@ import { SiteIdParams } from '../sites/service.ts';
 import { listAlerts } from '../storage/alerts.ts';
 import type { Storage } from '../storage/database.ts';
 import { listLatestDevices } from '../storage/fleet.ts';
-import { findSite } from '../storage/sites.ts';
 import { cursorParam, encodeCursor } from './cursor.ts';
-import { mayRead, type Reader, type ReaderAuthDeps, readerAuthenticator, siteNotFound } from './reader.ts';
+import {
+  mayRead,
+  type Reader,
+  type ReaderAuthDeps,
+  readableSite,
+  readerAuthenticator,
+  siteNotFound,
+} from './reader.ts';
 import { groupAlertsBySite, type SiteStatusView, viewLatestDevice, viewSiteState } from './view.ts';
 
 export interface ReadRoutesDeps extends ReaderAuthDeps {
@@ -81,13 +87,8 @@ export function readRoutes(deps: ReadRoutesDeps) {
   }
 
   /** The site of a `/sites/:id/…` path the reader may see, or the same 404 as a missing one. */
-  async function readableSite(reader: Reader, params: Record<string, string>) {
-    const { id } = parseParams(SiteIdParams, params);
-    if (!mayRead(reader, id)) throw siteNotFound(id);
-    const site = await findSite(storage.db, id);
-    if (!site) throw siteNotFound(id);
-    return site;
-  }
+  const siteOf = (reader: Reader, params: Record<string, string>) =>
+    readableSite(storage, reader, parseParams(SiteIdParams, params).id);
 
   return new Hono()
     .get('/fleet', async (c) => {
@@ -98,7 +99,7 @@ export function readRoutes(deps: ReadRoutesDeps) {
     })
     .get('/sites/:id/status', async (c) => {
       const reader = await readerOf(c);
-      const site = await readableSite(reader, c.req.param());
+      const site = await siteOf(reader, c.req.param());
       parseQuery(NoQuery, c.req.query());
       const { asOf, sites } = await siteViews(reader, site.id);
       // Deleted between the lookup and the snapshot.
@@ -107,7 +108,7 @@ export function readRoutes(deps: ReadRoutesDeps) {
     })
     .get('/sites/:id/devices', async (c) => {
       const reader = await readerOf(c);
-      const site = await readableSite(reader, c.req.param());
+      const site = await siteOf(reader, c.req.param());
       const query = parseQuery(DevicesQuery, c.req.query());
       const nowMs = Date.now();
       const staleAfterS = resolveThresholds(thresholdDefaults, site.thresholds).device_stale_after_s;
