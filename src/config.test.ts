@@ -90,6 +90,41 @@ describe('parseConfig', () => {
     expect(lines.some((l) => l.endsWith(': unknown name "bogus"'))).toBe(true);
   });
 
+  it('keeps raw readings 14 days, site minutes 90 and hours 2 years unless told otherwise', () => {
+    const c = parseConfig({});
+    expect(c.retention).toEqual({ raw: 14, site1m: 90, hourly: 730 });
+    expect(c.retentionDays).toBe(14);
+    expect(c.alertHistoryDays).toBe(90);
+    expect(c.notices).toEqual([]);
+    expect(
+      parseConfig({ HASHWATT_RETENTION_RAW_DAYS: '7', HASHWATT_RETENTION_1H_DAYS: '365' }).retention,
+    ).toEqual({
+      raw: 7,
+      site1m: 90,
+      hourly: 365,
+    });
+  });
+
+  it('still reads HASHWATT_RETENTION_DAYS as the raw tier, with a notice to rename it', () => {
+    const c = parseConfig({ HASHWATT_RETENTION_DAYS: '365' });
+    // A default tier below a longer raw retention rises to it: rollups are built from raw.
+    expect(c.retention).toEqual({ raw: 365, site1m: 365, hourly: 730 });
+    expect(c.notices).toHaveLength(1);
+    expect(c.notices[0]).toMatch(/HASHWATT_RETENTION_DAYS=365 is read as HASHWATT_RETENTION_RAW_DAYS/);
+    expect(() => parseConfig({ HASHWATT_RETENTION_DAYS: '30', HASHWATT_RETENTION_RAW_DAYS: '14' })).toThrow(
+      /disagree: HASHWATT_RETENTION_DAYS is the old name of HASHWATT_RETENTION_RAW_DAYS/,
+    );
+  });
+
+  it('refuses a tier kept shorter than the one it is built from', () => {
+    expect(() =>
+      parseConfig({ HASHWATT_RETENTION_RAW_DAYS: '30', HASHWATT_RETENTION_1M_DAYS: '20' }),
+    ).toThrow('invalid HASHWATT_RETENTION_1M_DAYS=20: expected at least the raw retention (30 days)');
+    expect(() => parseConfig({ HASHWATT_RETENTION_1M_DAYS: '90', HASHWATT_RETENTION_1H_DAYS: '60' })).toThrow(
+      'invalid HASHWATT_RETENTION_1H_DAYS=60: expected at least the 1-minute retention (90 days)',
+    );
+  });
+
   it('takes an optional metrics token of at least 16 characters', () => {
     expect(parseConfig({}).metricsToken).toBeUndefined();
     expect(parseConfig({ HASHWATT_METRICS_TOKEN: 'scrape-token-0123456789' }).metricsToken).toBe(

@@ -36,8 +36,18 @@ const ConfigSchema = z.object({
   /** Unset: /metrics is open, the Prometheus convention; set: scrapes need `Authorization: Bearer`. */
   HASHWATT_METRICS_TOKEN: bearerToken(),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: plain(`one of ${LOG_LEVELS.join(', ')}`) }).default('info'),
-  /** Raw readings older than this are rejected at ingest and their partitions dropped. */
-  HASHWATT_RETENTION_DAYS: integer(1, 3650).default(30),
+  /**
+   * Retention per tier (docs/rollups.md). Raw readings older than the raw tier are rejected at
+   * ingest; every tier drops whole partitions past its days, raw only once rolled up.
+   */
+  HASHWATT_RETENTION_RAW_DAYS: integer(1, 3650).optional(),
+  HASHWATT_RETENTION_1M_DAYS: integer(1, 3650).optional(),
+  HASHWATT_RETENTION_1H_DAYS: integer(1, 36500).optional(),
+  /** The single retention of earlier versions: still honoured as the raw tier's, with a notice. */
+  HASHWATT_RETENTION_DAYS: integer(1, 3650).optional(),
+  /** Resolved alerts are kept this long, whatever the readings' retention. */
+  HASHWATT_ALERT_HISTORY_DAYS: integer(1, 3650).default(90),
+  HASHWATT_ROLLUP_INTERVAL_S: seconds(10),
   HASHWATT_PARTITIONS_AHEAD_DAYS: integer(1, 30).default(2),
   HASHWATT_MAX_DEVICES_PER_SITE: integer(1).default(100_000),
   HASHWATT_DB_POOL_SIZE: integer(2, 100).default(10),
@@ -90,7 +100,13 @@ export type Config = Readonly<{
   /** Bearer token /metrics asks for; unset: /metrics is open. */
   metricsToken: string | undefined;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** Raw readings' retention (the raw tier): nothing older is accepted. */
   retentionDays: number;
+  retention: { raw: number; site1m: number; hourly: number };
+  alertHistoryDays: number;
+  rollupIntervalMs: number;
+  /** Notices for the log at start: settings that still work but have a newer name. */
+  notices: readonly string[];
   partitionsAheadDays: number;
   maxDevicesPerSite: number;
   dbPoolSize: number;
@@ -175,6 +191,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(lines.join('\n'));
   }
   const e = parsed.data;
+  const { retention, notices } = retentionTiers(e);
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
@@ -183,7 +200,11 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     adminToken: e.HASHWATT_ADMIN_TOKEN,
     metricsToken: e.HASHWATT_METRICS_TOKEN,
     logLevel: e.LOG_LEVEL,
-    retentionDays: e.HASHWATT_RETENTION_DAYS,
+    retentionDays: retention.raw,
+    retention: Object.freeze(retention),
+    alertHistoryDays: e.HASHWATT_ALERT_HISTORY_DAYS,
+    rollupIntervalMs: e.HASHWATT_ROLLUP_INTERVAL_S * 1000,
+    notices: Object.freeze(notices),
     partitionsAheadDays: e.HASHWATT_PARTITIONS_AHEAD_DAYS,
     maxDevicesPerSite: e.HASHWATT_MAX_DEVICES_PER_SITE,
     dbPoolSize: e.HASHWATT_DB_POOL_SIZE,
@@ -201,4 +222,49 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
 /** The process's configuration, parsed from `process.env` on first use. */
 export function loadConfig(): Config {
   return parseConfig(process.env);
+}
+
+const RETENTION_DEFAULTS = { raw: 14, site1m: 90, hourly: 730 };
+
+/**
+ * The retention tiers from the environment. Each tier is built from the one below while it is
+ * kept, so it may not be kept for less time: an explicit setting that would is refused; a default
+ * below a longer raw retention (an upgrade keeping 365 days of raw) rises to it.
+ */
+function retentionTiers(e: {
+  HASHWATT_RETENTION_RAW_DAYS?: number | undefined;
+  HASHWATT_RETENTION_1M_DAYS?: number | undefined;
+  HASHWATT_RETENTION_1H_DAYS?: number | undefined;
+  HASHWATT_RETENTION_DAYS?: number | undefined;
+}): { retention: { raw: number; site1m: number; hourly: number }; notices: string[] } {
+  const notices: string[] = [];
+  const legacy = e.HASHWATT_RETENTION_DAYS;
+  if (
+    legacy !== undefined &&
+    e.HASHWATT_RETENTION_RAW_DAYS !== undefined &&
+    legacy !== e.HASHWATT_RETENTION_RAW_DAYS
+  ) {
+    throw new ConfigError(
+      `HASHWATT_RETENTION_DAYS=${legacy} and HASHWATT_RETENTION_RAW_DAYS=${e.HASHWATT_RETENTION_RAW_DAYS} disagree: HASHWATT_RETENTION_DAYS is the old name of HASHWATT_RETENTION_RAW_DAYS; set only the new one`,
+    );
+  }
+  if (legacy !== undefined && e.HASHWATT_RETENTION_RAW_DAYS === undefined) {
+    notices.push(
+      `HASHWATT_RETENTION_DAYS=${legacy} is read as HASHWATT_RETENTION_RAW_DAYS (raw readings); rename it. Rollups are kept by HASHWATT_RETENTION_1M_DAYS and HASHWATT_RETENTION_1H_DAYS`,
+    );
+  }
+  const raw = e.HASHWATT_RETENTION_RAW_DAYS ?? legacy ?? RETENTION_DEFAULTS.raw;
+  const site1m = e.HASHWATT_RETENTION_1M_DAYS ?? Math.max(RETENTION_DEFAULTS.site1m, raw);
+  const hourly = e.HASHWATT_RETENTION_1H_DAYS ?? Math.max(RETENTION_DEFAULTS.hourly, site1m);
+  if (site1m < raw) {
+    throw new ConfigError(
+      `invalid HASHWATT_RETENTION_1M_DAYS=${site1m}: expected at least the raw retention (${raw} days); site minutes are built from raw readings while those are kept`,
+    );
+  }
+  if (hourly < site1m) {
+    throw new ConfigError(
+      `invalid HASHWATT_RETENTION_1H_DAYS=${hourly}: expected at least the 1-minute retention (${site1m} days)`,
+    );
+  }
+  return { retention: { raw, site1m, hourly }, notices };
 }

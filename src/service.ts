@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import { type AlertEngine, type AlertingTuning, createAlerting } from './alerting/index.ts';
+import { AdvisoryLockLease, singleProcessLease } from './alerting/leader.ts';
 import type { Config } from './config.ts';
 import { FleetReader } from './fleet/index.ts';
 import { createApp, type Readiness } from './http/app.ts';
@@ -13,10 +14,11 @@ import { GroupCommitWriter } from './ingest/writer.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
 import { UnmappedSeries } from './receivers/index.ts';
+import { ROLLUP_LOCK, RollupJob, type RollupJobOptions } from './rollups/job.ts';
 import { authenticateToken } from './sites/service.ts';
 import { openDatabase, type Storage } from './storage/database.ts';
 import { migrateToLatest, pendingMigrations } from './storage/migrate.ts';
-import { dropExpiredPartitions, ensurePartitions } from './storage/partitions.ts';
+import { dropExpiredPartitions, ensurePartitions, partitionsAwaitingRollup } from './storage/partitions.ts';
 import { applyReaderGrants, READER_ROLE } from './storage/reader-grants.ts';
 import { authenticateApiToken } from './tokens/index.ts';
 
@@ -34,6 +36,7 @@ export interface ServiceTuning {
   /** Shortest interval between fleet snapshots (it grows with the aggregate's cost). */
   fleetRefreshMs?: number;
   alerting?: AlertingTuning;
+  rollups?: Partial<Pick<RollupJobOptions, 'intervalMs' | 'graceMs' | 'budgetSiteMinutes' | 'maxRunMs'>>;
 }
 
 export interface RunningService {
@@ -45,6 +48,8 @@ export interface RunningService {
   readonly fleet: FleetReader;
   readonly metrics: Metrics;
   readonly alerting: AlertEngine;
+  /** The rollup job of this replica (it builds only while holding the lease). */
+  readonly rollups: RollupJob;
   /** Devices' latest state, written behind the committed readings; `flush()` catches it up now. */
   readonly latest: LatestStateWriter;
   /** Graceful stop: refuse new work, commit and ack what was admitted, close sockets and the database. */
@@ -83,15 +88,19 @@ export async function startService(
   tuning: ServiceTuning = {},
 ): Promise<RunningService> {
   const storage = await openAndMigrate(config, logger);
+  for (const notice of config.notices) logger.warn(notice);
 
   const partitionPolicy = { retentionDays: config.retentionDays, aheadDays: config.partitionsAheadDays };
   const maintainPartitions = async () => {
     const now = Date.now();
     const created = await ensurePartitions(storage.db, now, partitionPolicy);
-    const dropped = await dropExpiredPartitions(storage.db, now, config.retentionDays);
+    const dropped = await dropExpiredPartitions(storage.db, now, config.retention);
     if (created.length + dropped.length > 0) {
       logger.info({ created: created.length, newest: created.at(-1), dropped }, 'partitions maintained');
     }
+    const waiting = await partitionsAwaitingRollup(storage.db, now, config.retention.raw);
+    if (waiting.length > 0)
+      logger.info({ partitions: waiting }, 'raw partitions past retention kept until they are rolled up');
   };
   await maintainPartitions();
   const maintenance = setInterval(() => {
@@ -143,10 +152,22 @@ export async function startService(
       intervalMs: config.alertIntervalMs,
       alertmanagerUrls: config.alertmanagerUrls,
       webhookUrls: config.webhookUrls,
-      retentionDays: config.retentionDays,
+      retentionDays: config.alertHistoryDays,
     },
     tuning.alerting,
   );
+
+  const rollups = new RollupJob({
+    storage,
+    logger,
+    registry: metrics.registry,
+    lease:
+      storage.backend === 'postgres' && config.databaseUrl
+        ? new AdvisoryLockLease(config.databaseUrl, logger, ROLLUP_LOCK, 'rollups')
+        : singleProcessLease(),
+    intervalMs: config.rollupIntervalMs,
+    ...tuning.rollups,
+  });
 
   writer = new GroupCommitWriter({
     storage,
@@ -184,6 +205,7 @@ export async function startService(
 
   const app = createApp({
     storage,
+    minuteRetentionDays: config.retention.site1m,
     fleet,
     authenticateViewer: (token) => authenticateApiToken(storage, token),
     pipeline,
@@ -232,6 +254,7 @@ export async function startService(
     'hashwatt listening',
   );
   alerting.start(url);
+  rollups.start();
 
   return {
     url,
@@ -241,6 +264,7 @@ export async function startService(
     fleet,
     metrics,
     alerting,
+    rollups,
     latest,
     stop: async () => {
       if (stopping) return;
@@ -248,6 +272,7 @@ export async function startService(
       clearInterval(maintenance);
       fleet.stop();
       const alertingStopped = alerting.stop();
+      const rollupsStopped = rollups.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       // Admitted work commits and is acknowledged before any socket is closed.
@@ -260,6 +285,7 @@ export async function startService(
       clearInterval(sweep);
       clearTimeout(deadline);
       await alertingStopped;
+      await rollupsStopped;
       await storage.close();
       logger.info('hashwatt stopped');
     },

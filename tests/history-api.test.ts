@@ -52,7 +52,7 @@ describe.each(BACKENDS)('history API and who may read it on %s', (backend) => {
       metric: 'power_w',
       unit: 'W',
       step_s: 60,
-      source: 'raw',
+      source: '1m',
       points: [
         [T0, 3500],
         [T0 + MIN, 3501],

@@ -6,6 +6,7 @@ import { ensurePartitions } from '../src/storage/partitions.ts';
 import { type ReadingRecord, writeReadings } from '../src/storage/readings.ts';
 import type { DeviceKind } from '../src/storage/schema.ts';
 import { BACKENDS, createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { insertSite } from './support/sites.ts';
 
 const MIN = 60_000;
 // A whole hour, recent enough to be inside retention.
@@ -28,34 +29,8 @@ describe.each(BACKENDS)('site and device series on %s', (backend) => {
   });
 
   async function site(name: string, devices: [string, DeviceKind][], capacityW = 1e6) {
-    const row = await storage.db
-      .insertInto('sites')
-      .values({
-        name,
-        kind: 'mixed',
-        capacity_w: capacityW,
-        region: null,
-        timezone: null,
-        token_hash: Buffer.from(name.padEnd(32, '-')),
-      })
-      .returning(['id', 'capacity_w'])
-      .executeTakeFirstOrThrow();
-    const ids = await storage.db
-      .insertInto('devices')
-      .values(devices.map(([external_id, kind]) => ({ site_id: row.id, external_id, kind, model: null })))
-      .returning(['id', 'external_id'])
-      .execute();
-    const byName = new Map(ids.map((d) => [d.external_id, d.id]));
-    const kinds = new Map(devices);
-    const record = (device: string, tsMs: number, metrics: Partial<ReadingRecord>): ReadingRecord => ({
-      site_id: row.id,
-      device_id: byName.get(device)!,
-      kind: kinds.get(device)!,
-      ts_us: tsMs * 1000,
-      received_ms: tsMs,
-      ...metrics,
-    });
-    return { site: row, byName, record };
+    const s = await insertSite(storage, name, devices, { capacityW });
+    return { site: { id: s.id, capacity_w: s.capacity_w }, byName: s.ids, record: s.record };
   }
 
   const query = (metric: string, extra: Record<string, unknown> = {}) => ({

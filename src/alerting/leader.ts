@@ -31,18 +31,28 @@ export const ALERT_LOCK = { classId: 0x68776174, objId: 1 } as const;
 export class AdvisoryLockLease implements LeaderLease {
   readonly #url: string;
   readonly #logger: Logger;
+  readonly #lock: { classId: number; objId: number };
+  /** What the lock elects, for the log and the session's application_name. */
+  readonly #role: string;
   #client: pg.Client | undefined;
   #pid: number | undefined;
   #held = false;
   #broken = false;
 
-  constructor(databaseUrl: string, logger: Logger) {
+  constructor(
+    databaseUrl: string,
+    logger: Logger,
+    lock: { classId: number; objId: number } = ALERT_LOCK,
+    role = 'alerting',
+  ) {
     this.#url = databaseUrl;
     this.#logger = logger;
+    this.#lock = lock;
+    this.#role = role;
   }
 
   get fence(): LeaderFence | undefined {
-    return this.#held && this.#pid !== undefined ? { ...ALERT_LOCK, pid: this.#pid } : undefined;
+    return this.#held && this.#pid !== undefined ? { ...this.#lock, pid: this.#pid } : undefined;
   }
 
   async check(): Promise<boolean> {
@@ -56,14 +66,14 @@ export class AdvisoryLockLease implements LeaderLease {
       }
       const { rows } = await client.query<{ ok: boolean; pid: number }>(
         'SELECT pg_try_advisory_lock($1::int4, $2::int4) AS ok, pg_backend_pid() AS pid',
-        [ALERT_LOCK.classId, ALERT_LOCK.objId],
+        [this.#lock.classId, this.#lock.objId],
       );
       this.#held = rows[0]?.ok === true;
       this.#pid = rows[0]?.pid;
-      if (this.#held) this.#logger.info({ pid: this.#pid }, 'alerting: this replica is the evaluator');
+      if (this.#held) this.#logger.info({ pid: this.#pid }, `${this.#role}: this replica holds the lease`);
       return this.#held;
     } catch (error) {
-      if (this.#held) this.#logger.warn({ err: String(error) }, 'alerting: leader lock lost');
+      if (this.#held) this.#logger.warn({ err: String(error) }, `${this.#role}: leader lock lost`);
       await this.#drop();
       return false;
     }
@@ -76,7 +86,7 @@ export class AdvisoryLockLease implements LeaderLease {
   async #connect(): Promise<pg.Client> {
     const client = new pg.Client({
       connectionString: this.#url,
-      application_name: 'hashwatt-alerting',
+      application_name: `hashwatt-${this.#role}`,
       connectionTimeoutMillis: 5_000,
       query_timeout: 5_000,
       // A half-open connection (dead host, cut network) must end the session on the server too.
@@ -91,7 +101,7 @@ export class AdvisoryLockLease implements LeaderLease {
     };
     client.on('error', (err) => {
       if (this.#held && this.#client === client)
-        this.#logger.warn({ err: err.message }, 'alerting: leader lock session failed');
+        this.#logger.warn({ err: err.message }, `${this.#role}: leader lock session failed`);
       lost();
     });
     client.on('end', lost);

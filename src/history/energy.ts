@@ -6,10 +6,13 @@
  */
 import { z } from 'zod';
 import { HashwattError } from '../errors.ts';
-import { sitePower } from '../fleet/power-source.ts';
+import { type PowerFigures, sitePower } from '../fleet/power-source.ts';
+import { SITE_HOUR_ENERGY, SITE_MINUTE_PRICE } from '../rollups/columns.ts';
 import type { Storage } from '../storage/database.ts';
 import { countSiteMeters, type PowerStepRow, sitePowerSteps, sitePriceSteps } from '../storage/history.ts';
+import { readSiteRollup, rollupWatermark } from '../storage/rollups.ts';
 import { instantOrThrow } from './query.ts';
+import { HOUR_MS, powerColumns, powerRowOf } from './tiers.ts';
 
 const MINUTE_MS = 60_000;
 const J_PER_KWH = 3_600_000;
@@ -43,12 +46,9 @@ export interface MinuteEnergy {
   otherJ: number;
 }
 
-/**
- * A minute's energy from its power inputs: drawn power by the meter rule; mining and AI are the
- * ASICs' and GPUs' own power; other is what they do not explain (the meter's rest, or other devices).
- */
-export function minuteEnergy(row: PowerStepRow, metersTotal: number, capacityW: number): MinuteEnergy {
-  const figures = sitePower({
+/** A step's power figures by the fleet's rule, from what raw readings or a rollup row say of it. */
+export function stepPower(row: PowerStepRow, metersTotal: number, capacityW: number): PowerFigures {
+  return sitePower({
     metersTotal,
     metersReporting: row.meters,
     meterPowerW: row.meter_w,
@@ -57,6 +57,14 @@ export function minuteEnergy(row: PowerStepRow, metersTotal: number, capacityW: 
     devicePowerW: row.device_w ?? 0,
     capacityW,
   });
+}
+
+/**
+ * A minute's energy from its power inputs: drawn power by the meter rule; mining and AI are the
+ * ASICs' and GPUs' own power; other is what they do not explain (the meter's rest, or other devices).
+ */
+export function minuteEnergy(row: PowerStepRow, metersTotal: number, capacityW: number): MinuteEnergy {
+  const figures = stepPower(row, metersTotal, capacityW);
   const seconds = MINUTE_MS / 1000;
   const mining = (row.asic_w ?? 0) * seconds;
   const ai = (row.gpu_w ?? 0) * seconds;
@@ -146,12 +154,28 @@ export function localMidnight(ms: number, timeZone: string): number {
   return guess;
 }
 
-/** Adds minutes into buckets; pure, for the tests. */
+/**
+ * A stretch of energy added into a bucket: a minute (from raw or the site-minute tier), or a whole
+ * hour of the hourly tier (older than the minute tier keeps) with its cost already split.
+ */
+export interface EnergyChunk extends MinuteEnergy {
+  /** Minutes with data it stands for (1 for a minute). */
+  minutes?: number;
+  /** An hour's cost inputs: what its pushed-price minutes cost, and the energy of the others. */
+  cost?: { pushed: number; pricedMinutes: number; unpricedJ: number };
+}
+
+/**
+ * Adds minutes (or hours) into buckets; pure, for the tests. A minute's price is
+ * `pricePerMwh(minute)` (its pushed price, else the tariff); an hour chunk's unpriced energy is
+ * charged at `tariffPerMwh`.
+ */
 export function energyBuckets(
   starts: readonly number[],
   endMs: number,
-  minutes: readonly MinuteEnergy[],
+  minutes: readonly EnergyChunk[],
   pricePerMwh: (minuteStartMs: number) => number | null,
+  tariffPerMwh: number | null = null,
 ): EnergyBucket[] {
   const buckets = starts.map((start, i) => ({
     start,
@@ -165,7 +189,8 @@ export function energyBuckets(
     priced: false,
   }));
   let k = 0;
-  for (const m of minutes) {
+  const sorted = [...minutes].sort((a, b) => a.startMs - b.startMs);
+  for (const m of sorted) {
     while (k < buckets.length && m.startMs >= buckets[k]!.end) k++;
     const b = buckets[k];
     if (!b || m.startMs < b.start) continue;
@@ -173,7 +198,16 @@ export function energyBuckets(
     b.mining += m.miningJ;
     b.ai += m.aiJ;
     b.other += m.otherJ;
-    b.minutes++;
+    b.minutes += m.minutes ?? 1;
+    if (m.cost) {
+      b.cost += m.cost.pushed;
+      if (m.cost.pricedMinutes > 0) b.priced = true;
+      if (tariffPerMwh !== null && (m.minutes ?? 1) > m.cost.pricedMinutes) {
+        b.cost += (m.cost.unpricedJ / J_PER_KWH / 1000) * tariffPerMwh;
+        b.priced = true;
+      }
+      continue;
+    }
     const price = pricePerMwh(m.startMs);
     if (price !== null) {
       b.cost += (m.joules / J_PER_KWH / 1000) * price;
@@ -205,7 +239,14 @@ export function knownTimeZone(zone: string | null): string | undefined {
 /** A site's energy per bucket. `tariffPerMwh` is the site's flat price (metadata), if any. */
 export async function siteEnergy(
   storage: Storage,
-  site: { id: number; capacity_w: number; timezone: string | null; tariffPerMwh: number | null },
+  site: {
+    id: number;
+    capacity_w: number;
+    timezone: string | null;
+    tariffPerMwh: number | null;
+    /** Where the site-minute tier begins (its retention cutoff): older, only hours remain. */
+    minuteTierFromMs?: number;
+  },
   q: z.infer<typeof EnergyQuery>,
   nowMs: number,
 ): Promise<{ bucket: 'hour' | 'day'; timezone: string; buckets: EnergyBucket[] }> {
@@ -226,19 +267,95 @@ export async function siteEnergy(
     );
   }
   const starts = bucketStarts(fromMs, toMs, q.bucket, timeZone);
-  const window = { fromMs: starts[0]!, toMs, stepMs: MINUTE_MS };
-  const [rows, metersTotal, prices] = await Promise.all([
-    sitePowerSteps(storage.db, { ...window, siteId: site.id, agg: 'avg' }),
+  const firstMs = starts[0]!;
+  const [metersTotal, mark] = await Promise.all([
     countSiteMeters(storage.db, site.id),
-    sitePriceSteps(storage.db, { ...window, siteId: site.id }),
+    rollupWatermark(storage.db, site.id),
   ]);
-  const minutes = rows
-    .filter((r) => hasPowerData(r, metersTotal))
-    .map((r) => minuteEnergy(r, metersTotal, site.capacity_w));
+  // Whole hours the hourly tier holds current, where every bucket boundary is a whole UTC hour
+  // (zones offset by :30 or :45 split hours between buckets: those read minutes while kept).
+  const aligned = starts.every((t) => t % HOUR_MS === 0);
+  const hourFrom = Math.ceil(firstMs / HOUR_MS) * HOUR_MS;
+  const hourTo = Math.max(
+    hourFrom,
+    Math.floor(
+      Math.min(
+        toMs,
+        mark.hourMs,
+        aligned ? Number.POSITIVE_INFINITY : (site.minuteTierFromMs ?? Number.NEGATIVE_INFINITY),
+      ) / HOUR_MS,
+    ) * HOUR_MS,
+  );
+  const useHours = hourFrom === firstMs && hourTo > hourFrom;
+  const minutesFrom = useHours ? hourTo : firstMs;
+  const minuteSplit = Math.max(minutesFrom, Math.min(toMs, mark.minuteMs));
+  const [hours, tierMinutes, rawMinutes, prices] = await Promise.all([
+    useHours
+      ? readSiteRollup(storage.db, {
+          tier: '1h',
+          siteId: site.id,
+          fromMs: hourFrom,
+          toMs: hourTo,
+          columns: SITE_HOUR_ENERGY,
+        })
+      : Promise.resolve([]),
+    readSiteRollup(storage.db, {
+      tier: '1m',
+      siteId: site.id,
+      fromMs: minutesFrom,
+      toMs: minuteSplit,
+      columns: [...powerColumns('avg'), SITE_MINUTE_PRICE],
+    }),
+    minuteSplit < toMs
+      ? sitePowerSteps(storage.db, {
+          fromMs: minuteSplit,
+          toMs,
+          stepMs: MINUTE_MS,
+          siteId: site.id,
+          agg: 'avg',
+        })
+      : Promise.resolve([]),
+    minuteSplit < toMs
+      ? sitePriceSteps(storage.db, { fromMs: minuteSplit, toMs, stepMs: MINUTE_MS, siteId: site.id })
+      : Promise.resolve([]),
+  ]);
   const pushed = new Map(prices.map((p) => [p.b, p.price]));
+  const chunks: EnergyChunk[] = [];
+  for (const h of hours) {
+    if (!h.power_minutes) continue;
+    chunks.push({
+      startMs: h.b,
+      joules: h.energy_j ?? 0,
+      miningJ: h.mining_energy_j ?? 0,
+      aiJ: h.ai_energy_j ?? 0,
+      otherJ: h.other_energy_j ?? 0,
+      minutes: h.power_minutes,
+      cost: {
+        pushed: h.pushed_cost ?? 0,
+        pricedMinutes: h.priced_minutes ?? 0,
+        unpricedJ: h.unpriced_energy_j ?? 0,
+      },
+    });
+  }
+  for (const m of tierMinutes) {
+    const row = powerRowOf(m, 'avg');
+    if (!hasPowerData(row, metersTotal)) continue;
+    chunks.push(minuteEnergy(row, metersTotal, site.capacity_w));
+    const price = m[SITE_MINUTE_PRICE];
+    if (price !== null && price !== undefined) pushed.set(m.b, price);
+  }
+  for (const r of rawMinutes) {
+    if (hasPowerData(r, metersTotal)) chunks.push(minuteEnergy(r, metersTotal, site.capacity_w));
+  }
   return {
     bucket: q.bucket,
     timezone: timeZone,
-    buckets: energyBuckets(starts, toMs, minutes, (t) => pushed.get(t) ?? site.tariffPerMwh),
+    buckets: energyBuckets(
+      starts,
+      toMs,
+      chunks,
+      (t) => pushed.get(t) ?? site.tariffPerMwh,
+      site.tariffPerMwh,
+    ),
   };
 }

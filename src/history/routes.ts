@@ -20,7 +20,9 @@ function tariffOf(metadata: Record<string, unknown>): number | null {
  * History: series of a site or a device, and energy. Readable by whoever may read the site (the
  * admin, the site's own token); any other site answers 404. Mount at /api/v1, with the read routes.
  */
-export function historyRoutes(deps: ReaderAuthDeps & { storage: Storage; now?: () => number }) {
+export function historyRoutes(
+  deps: ReaderAuthDeps & { storage: Storage; now?: () => number; minuteRetentionDays?: number },
+) {
   const { storage } = deps;
   const now = deps.now ?? Date.now;
   const readerOf = readerAuthenticator(deps);
@@ -53,6 +55,7 @@ export function historyRoutes(deps: ReaderAuthDeps & { storage: Storage; now?: (
             capacity_w: site.capacity_w,
             timezone: site.timezone,
             tariffPerMwh: tariffOf(site.metadata),
+            minuteTierFromMs: now() - (deps.minuteRetentionDays ?? 90) * 86_400_000,
           },
           query,
           now(),

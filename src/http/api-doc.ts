@@ -372,7 +372,8 @@ export const API_ROUTES: readonly RouteDoc[] = [
   {
     method: 'get',
     path: '/api/v1/sites/:id/series',
-    summary: "a site's metric over time, by the fleet rules (docs/read-api.md)",
+    summary:
+      "a site's metric over time, by the fleet rules; whole-minute steps read the 1-minute rollup, whole-hour steps the 1-hour rollup (`source`; docs/read-api.md)",
     tag: 'read',
     auth: 'reader',
     params: SiteIdParams,
@@ -382,7 +383,7 @@ export const API_ROUTES: readonly RouteDoc[] = [
   {
     method: 'get',
     path: '/api/v1/sites/:id/devices/:device/series',
-    summary: "one device's metric over time, core or extra",
+    summary: "one device's metric over time, core or extra; whole-hour steps of a core metric read the device-hour rollup",
     tag: 'read',
     auth: 'reader',
     params: SiteDeviceParams,

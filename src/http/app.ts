@@ -35,6 +35,8 @@ export interface MetricsEndpoint {
 
 export interface AppDeps {
   storage: Storage;
+  /** Days the site-minute rollup is kept (energy reads hours past it); default 90. */
+  minuteRetentionDays?: number;
   pipeline: IngestPipeline;
   logger: Logger;
   adminToken: string | undefined;
@@ -147,6 +149,7 @@ export function createApp(deps: AppDeps) {
     '/api/v1',
     historyRoutes({
       storage: deps.storage,
+      ...(deps.minuteRetentionDays !== undefined && { minuteRetentionDays: deps.minuteRetentionDays }),
       adminToken: deps.adminToken,
       authenticateSite: deps.authenticateSite,
       authenticateViewer: deps.authenticateViewer,

@@ -9,7 +9,16 @@ import type { Database } from './schema.ts';
 export const READER_ROLE = 'hashwatt_reader';
 
 /** Tables the reader may select from whole: telemetry, devices, alerts (partitions are read through their parent). */
-export const READER_TABLES = ['readings', 'readings_extra', 'device_latest', 'devices', 'alerts'] as const;
+export const READER_TABLES = [
+  'readings',
+  'readings_extra',
+  'rollup_site_1m',
+  'rollup_site_1h',
+  'rollup_device_1h',
+  'device_latest',
+  'devices',
+  'alerts',
+] as const;
 
 /** Columns of `sites` the reader may select: all but `token_hash` (and nothing that is a secret). */
 export const READER_SITE_COLUMNS = [

@@ -1,6 +1,8 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import { CORE_METRICS } from '../catalog/index.ts';
+import { minuteMarks } from '../rollups/ranges.ts';
 import { isForeignKeyViolation } from './errors.ts';
+import { insertMarks } from './rollups.ts';
 import {
   type Database,
   type DeviceKind,
@@ -324,6 +326,9 @@ export async function insertReadings(
   let extras = false;
   for (let i = 0; i < records.length && !extras; i++) extras = records[i]!.extras !== undefined;
   if (extras) await writeWide(trx, EXTRA_TABLE, records, duplicateSamples);
+  // The rollup job's marks commit with the readings (docs/rollups.md): a late reading marks its
+  // own minute, so the rollup of any bucket it lands in is rebuilt, whenever it arrives.
+  await insertMarks(trx, minuteMarks(records));
   return { duplicateSamples };
 }
 

@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import { isTransientConflict } from './errors.ts';
+import { deleteSiteRollups } from './rollups.ts';
 import type { Database, SiteKind, SiteRow } from './schema.ts';
 
 export interface NewSiteInput {
@@ -151,6 +152,7 @@ export async function deleteSiteWith(
       // readings has no foreign key (it would cost every insert), so it is purged explicitly.
       await trx.deleteFrom('readings').where('site_id', '=', id).execute();
       await trx.deleteFrom('readings_extra').where('site_id', '=', id).execute();
+      await deleteSiteRollups(trx, id);
       const result = await trx.deleteFrom('sites').where('id', '=', id).executeTakeFirst();
       return result.numDeletedRows > 0n ? 'deleted' : 'missing';
     });

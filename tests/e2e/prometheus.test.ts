@@ -69,10 +69,12 @@ const queries: { where: string; expr: string }[] = dashboards.flatMap((d) => [
     .filter((a) => a.expr)
     .map((a) => ({ where: `${d.title} › annotation ${a.name}`, expr: a.expr! })),
 ]);
+// Panels on raw readings. Rollup panels read closed hours, which this minutes-old fleet has none
+// of: tests/grafana-rollup-sql.test.ts runs each of them on hours of known readings instead.
 const sqlPanels = dashboards.flatMap((d) =>
   panelsOf(d.panels).flatMap((p) =>
     (p.targets ?? [])
-      .filter((t) => t.rawSql)
+      .filter((t) => t.rawSql && !/\brollup_/.test(t.rawSql))
       .map((t) => ({ where: `${d.title} › ${p.title}`, sql: t.rawSql! })),
   ),
 );

@@ -1,0 +1,131 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { LeaderLease } from '../alerting/leader.ts';
+import type { Logger } from '../log.ts';
+import type { Storage } from '../storage/database.ts';
+import { oldestPendingMs, type RollupStep, rollupStep } from '../storage/rollups.ts';
+import { MINUTE_MS } from './ranges.ts';
+
+/** The advisory lock electing the replica that rolls up: "hw" + "ru", 1. */
+export const ROLLUP_LOCK = { classId: 0x68777275, objId: 1 } as const;
+
+export interface RollupJobOptions {
+  storage: Storage;
+  lease: LeaderLease;
+  logger: Logger;
+  registry?: Registry;
+  /** How often a run starts (default 10 s). */
+  intervalMs?: number;
+  /**
+   * How long after a minute ends it counts as closed (default 5 s): readings of an agent a little
+   * behind still land before the minute is built. Later ones mark it again and it is rebuilt.
+   */
+  graceMs?: number;
+  /** Site-minutes one transaction builds at most (default 120). */
+  budgetSiteMinutes?: number;
+  /** A run stops starting transactions after this long (default 5 s), to leave the database to ingest. */
+  maxRunMs?: number;
+  now?: () => number;
+}
+
+/**
+ * Keeps the rollups current (docs/rollups.md): every interval, on the one replica holding the
+ * lease, it builds the minutes and hours that ingest marked dirty, in bounded transactions.
+ */
+export class RollupJob {
+  readonly #o: Required<Omit<RollupJobOptions, 'registry'>>;
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopped = false;
+  #leader = false;
+  readonly #built: Counter | undefined;
+  readonly #failures: Counter | undefined;
+
+  constructor(options: RollupJobOptions) {
+    this.#o = {
+      intervalMs: 10_000,
+      graceMs: 5_000,
+      budgetSiteMinutes: 120,
+      maxRunMs: 5_000,
+      now: Date.now,
+      ...options,
+    };
+    const registers = options.registry ? [options.registry] : undefined;
+    if (registers) {
+      this.#built = new Counter({
+        name: 'hashwatt_rollup_buckets_built_total',
+        help: 'Rollup buckets built or rebuilt from raw readings, by tier (site-minute; site-hour with its device-hours).',
+        labelNames: ['tier'],
+        registers,
+      });
+      this.#failures = new Counter({
+        name: 'hashwatt_rollup_failures_total',
+        help: 'Rollup job runs that failed (rolled back whole; retried at the next interval).',
+        registers,
+      });
+      const job = this;
+      new Gauge({
+        name: 'hashwatt_rollup_lag_seconds',
+        help: 'Age of the oldest bucket waiting to be rolled up (0 when none); reported by the replica holding the rollup lease.',
+        registers,
+        async collect() {
+          if (!job.#leader) return this.set(0);
+          const oldest = await oldestPendingMs(job.#o.storage.db).catch(() => null);
+          this.set(oldest === null ? 0 : Math.max(0, (job.#o.now() - oldest) / 1000));
+        },
+      });
+    }
+  }
+
+  start(): void {
+    this.#stopped = false;
+    const tick = () => {
+      if (this.#stopped) return;
+      this.#running = this.#runGuarded().finally(() => {
+        this.#running = undefined;
+        if (!this.#stopped) this.#timer = setTimeout(tick, this.#o.intervalMs).unref();
+      });
+    };
+    this.#timer = setTimeout(tick, Math.min(1_000, this.#o.intervalMs)).unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+    await this.#o.lease.release();
+  }
+
+  /** One run: transactions while closed work remains and the run's time allows. Never throws. */
+  async #runGuarded(): Promise<void> {
+    try {
+      this.#leader = await this.#o.lease.check();
+      if (!this.#leader) return;
+      const started = this.#o.now();
+      let step: RollupStep;
+      do step = await this.runOnce();
+      while (step.more && !this.#stopped && this.#o.now() - started < this.#o.maxRunMs);
+    } catch (error) {
+      this.#failures?.inc();
+      this.#o.logger.warn({ err: String(error) }, 'rollup run failed; retrying at the next interval');
+    }
+  }
+
+  /** One bounded transaction of work, regardless of the lease (tests and the benchmark call it). */
+  async runOnce(): Promise<RollupStep> {
+    const closedMs = Math.floor((this.#o.now() - this.#o.graceMs) / MINUTE_MS) * MINUTE_MS;
+    const step = await rollupStep(this.#o.storage.db, closedMs, this.#o.budgetSiteMinutes);
+    if (step.siteMinutes > 0) this.#built?.inc({ tier: '1m' }, step.siteMinutes);
+    if (step.hours > 0) this.#built?.inc({ tier: '1h' }, step.hours);
+    return step;
+  }
+
+  /** Builds everything closed until nothing is left (tests, the upgrade, the benchmark). */
+  async runUntilIdle(): Promise<number> {
+    let steps = 0;
+    for (;;) {
+      const step = await this.runOnce();
+      steps++;
+      if (!step.more) return steps;
+    }
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * Rollup storage: the statements that build site-minute, device-hour and site-hour rows from raw
+ * readings by the fleet's rules, the dirty log ingest appends to and the job claims, and the reads
+ * of each tier (docs/rollups.md has the measurements behind every choice here).
+ */
+import { type Kysely, type RawBuilder, sql } from 'kysely';
+import { CORE_METRICS } from '../catalog/index.ts';
+import {
+  DEVICE_COLUMNS,
+  POWER_GROUPS,
+  SITE_COLUMNS,
+  SITE_HOUR_ENERGY,
+  SITE_MINUTE_PRICE,
+  SITE_ROLLUP_METRICS,
+} from '../rollups/columns.ts';
+import { hoursOf, planHours, planMinutes, type SiteRange } from '../rollups/ranges.ts';
+import type { Database } from './schema.ts';
+
+const HOUR_MS = 3_600_000;
+
+/** Postgres array literal of numbers (ids and epoch ms), built by hand as the write path does. */
+function numbers(values: readonly number[]): string {
+  return `{${values.join(',')}}`;
+}
+
+const raw = (text: string) => sql.raw(text);
+const kindList = (kinds: readonly string[]): string => kinds.map((k) => `'${k}'`).join(', ');
+const upsertSet = (columns: readonly string[]): string =>
+  columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ');
+
+// -------------------------------------------------------------------------------------------------
+// The dirty log
+
+/** Appends marks for the minutes a write touched, in the writer's transaction (no key: no waits). */
+export async function insertMarks(trx: Kysely<Database>, marks: readonly SiteRange[]): Promise<void> {
+  if (marks.length === 0) return;
+  await sql`
+    INSERT INTO rollup_dirty (site_id, from_ts, to_ts)
+    SELECT s, to_timestamp(f / 1000.0), to_timestamp(t / 1000.0)
+    FROM unnest(${numbers(marks.map((m) => m.siteId))}::int[], ${numbers(marks.map((m) => m.fromMs))}::float8[],
+      ${numbers(marks.map((m) => m.toMs))}::float8[]) AS u(s, f, t)`.execute(trx);
+}
+
+/** Takes every mark that starts before `closedMs` off the log (the caller's transaction owns them). */
+export async function claimMarks(trx: Kysely<Database>, closedMs: number): Promise<SiteRange[]> {
+  const { rows } = await sql<{ site_id: number; f: number; t: number }>`
+    DELETE FROM rollup_dirty WHERE from_ts < ${new Date(closedMs)}
+    RETURNING site_id, (extract(epoch FROM from_ts) * 1000)::float8 AS f, (extract(epoch FROM to_ts) * 1000)::float8 AS t`.execute(
+    trx,
+  );
+  return rows.map((r) => ({ siteId: r.site_id, fromMs: r.f, toMs: r.t }));
+}
+
+/** Hours waiting for their close: every one is claimed, the caller puts back those still waiting. */
+export async function claimHourMarks(trx: Kysely<Database>): Promise<SiteRange[]> {
+  const { rows } = await sql<{ site_id: number; b: number }>`
+    DELETE FROM rollup_dirty_hour RETURNING site_id, (extract(epoch FROM bucket) * 1000)::float8 AS b`.execute(
+    trx,
+  );
+  return rows.map((r) => ({ siteId: r.site_id, fromMs: r.b, toMs: r.b + HOUR_MS }));
+}
+
+export async function insertHourMarks(trx: Kysely<Database>, hours: readonly SiteRange[]): Promise<void> {
+  if (hours.length === 0) return;
+  await sql`
+    INSERT INTO rollup_dirty_hour (site_id, bucket)
+    SELECT s, to_timestamp(b / 1000.0)
+    FROM unnest(${numbers(hours.map((h) => h.siteId))}::int[], ${numbers(hours.map((h) => h.fromMs))}::float8[]) AS u(s, b)`.execute(
+    trx,
+  );
+}
+
+/** How far back a site's rollups are current: before `minuteMs` every minute is built, before `hourMs` every hour. */
+export interface RollupWatermark {
+  minuteMs: number;
+  hourMs: number;
+}
+
+/**
+ * The oldest bucket of a site still waiting for the job (Infinity when none): rollup rows before
+ * it are current; from it on, readers compute from the tier below.
+ */
+export async function rollupWatermark(db: Kysely<Database>, siteId: number): Promise<RollupWatermark> {
+  const { rows } = await sql<{ m: number | null; h: number | null }>`
+    SELECT (SELECT (extract(epoch FROM min(from_ts)) * 1000)::float8 FROM rollup_dirty WHERE site_id = ${siteId}) AS m,
+           (SELECT (extract(epoch FROM min(bucket)) * 1000)::float8 FROM rollup_dirty_hour WHERE site_id = ${siteId}) AS h`.execute(
+    db,
+  );
+  const minuteMs = rows[0]?.m ?? Number.POSITIVE_INFINITY;
+  const hourMark = rows[0]?.h ?? Number.POSITIVE_INFINITY;
+  const minuteHour = Number.isFinite(minuteMs) ? Math.floor(minuteMs / HOUR_MS) * HOUR_MS : minuteMs;
+  return { minuteMs, hourMs: Math.min(hourMark, minuteHour) };
+}
+
+/** The oldest mark of the whole log, or null: what retention must not drop raw data past. */
+export async function oldestPendingMs(db: Kysely<Database>): Promise<number | null> {
+  const { rows } = await sql<{ t: number | null }>`
+    SELECT (extract(epoch FROM least((SELECT min(from_ts) FROM rollup_dirty), (SELECT min(bucket) FROM rollup_dirty_hour))) * 1000)::float8 AS t`.execute(
+    db,
+  );
+  return rows[0]?.t ?? null;
+}
+
+// -------------------------------------------------------------------------------------------------
+// Building buckets from raw
+
+/**
+ * The raw rows of each (site, from, to) range with the device's kind and minute. The ranges'
+ * overall bounds are passed again as plain parameters: without them the planner cannot see how
+ * few rows the ranges select and scans the whole partition (10× the cost, docs/rollups.md).
+ */
+function rangesCte(ranges: readonly SiteRange[]): RawBuilder<unknown> {
+  const lo = Math.min(...ranges.map((r) => r.fromMs));
+  const hi = Math.max(...ranges.map((r) => r.toMs));
+  return sql`k AS (
+      SELECT site_id, to_timestamp(lo / 1000.0) AS lo, to_timestamp(hi / 1000.0) AS hi
+      FROM unnest(${numbers(ranges.map((r) => r.siteId))}::int[], ${numbers(ranges.map((r) => r.fromMs))}::float8[],
+        ${numbers(ranges.map((r) => r.toMs))}::float8[]) AS u(site_id, lo, hi)),
+    s AS (
+      SELECT r.site_id, r.device_id, d.kind, r.ts, date_bin('1 minute', r.ts, timestamptz 'epoch') AS bucket,
+        ${raw(CORE_METRICS.map((m) => `r.${m.name}::float8 AS ${m.name}`).join(', '))}
+      FROM k JOIN readings r ON r.site_id = k.site_id AND r.ts >= k.lo AND r.ts < k.hi
+        AND r.ts >= ${new Date(lo)} AND r.ts < ${new Date(hi)}
+      JOIN devices d ON d.id = r.device_id),
+    -- "last" is the device's latest sample in the minute carrying the metric. Postgres has no
+    -- last(): a window gives each metric's latest time in one sort shared by all metrics.
+    w AS (
+      SELECT s.*, ${raw(CORE_METRICS.map((m) => `max(ts) FILTER (WHERE ${m.name} IS NOT NULL) OVER d AS ${m.name}_at`).join(', '))}
+      FROM s WINDOW d AS (PARTITION BY site_id, bucket, device_id)),
+    -- Level 1 of the site rule: each device's samples in the minute reduced by every agg.
+    dev AS (
+      SELECT site_id, bucket, device_id, kind,
+        ${raw(
+          CORE_METRICS.map(
+            (m) =>
+              `min(${m.name}) AS ${m.name}_min, max(${m.name}) AS ${m.name}_max, avg(${m.name}) AS ${m.name}_avg,
+          max(${m.name}) FILTER (WHERE ts = ${m.name}_at) AS ${m.name}_last, sum(${m.name}) AS ${m.name}_sum,
+          count(${m.name}) AS ${m.name}_n`,
+          ).join(',\n        '),
+        )}
+      FROM w GROUP BY site_id, bucket, device_id, kind)`;
+}
+
+/** Level 2: devices combined per site, power by group (meters apart, PDUs never), the rest by catalog kinds. */
+function siteAggregates(source: string, deviceAvg: (m: string) => string): string {
+  const parts: string[] = [];
+  const add = (metric: string, kindFilter: string) => {
+    const f = `FILTER (WHERE ${source}.kind IN (${kindFilter}))`;
+    parts.push(
+      `sum(${source}.${metric}_min) ${f}`,
+      `sum(${source}.${metric}_max) ${f}`,
+      `sum(${deviceAvg(metric)}) ${f}`,
+      `sum(${source}.${metric}_last) ${f}`,
+      `NULLIF(count(*) FILTER (WHERE ${source}.kind IN (${kindFilter}) AND ${source}.${metric}_n > 0), 0)`,
+    );
+  };
+  for (const g of POWER_GROUPS) add('power_w', `'${g}'`);
+  for (const m of SITE_ROLLUP_METRICS) add(m.name, kindList(m.kinds));
+  return parts.join(',\n      ');
+}
+
+/** Builds (or rebuilds) the site-minute rows of whole minutes of the given ranges from raw. */
+export async function buildSiteMinutes(trx: Kysely<Database>, ranges: readonly SiteRange[]): Promise<void> {
+  if (ranges.length === 0) return;
+  const lo = Math.min(...ranges.map((r) => r.fromMs));
+  const hi = Math.max(...ranges.map((r) => r.toMs));
+  const columns = [...SITE_COLUMNS, SITE_MINUTE_PRICE];
+  await sql`
+    WITH ${rangesCte(ranges)},
+    -- The pushed price is the mean of the minute's samples, as the raw energy answer reads it.
+    price AS (
+      SELECT x.site_id, date_bin('1 minute', x.ts, timestamptz 'epoch') AS bucket, avg(x.power_price_per_mwh) AS price
+      FROM k JOIN readings_extra x ON x.site_id = k.site_id AND x.ts >= k.lo AND x.ts < k.hi
+        AND x.ts >= ${new Date(lo)} AND x.ts < ${new Date(hi)}
+      WHERE x.power_price_per_mwh IS NOT NULL
+      GROUP BY 1, 2),
+    site AS (
+      SELECT dev.site_id, dev.bucket, ${raw(siteAggregates('dev', (m) => `dev.${m}_avg`))}
+      FROM dev GROUP BY dev.site_id, dev.bucket)
+    INSERT INTO rollup_site_1m (site_id, bucket, ${raw(columns.join(', '))})
+    SELECT site.*, price.price FROM site LEFT JOIN price USING (site_id, bucket)
+    ON CONFLICT (site_id, bucket) DO UPDATE SET ${raw(upsertSet(columns))}`.execute(trx);
+}
+
+/**
+ * Builds the device-hour and site-hour rows of whole (site, hour) ranges: each device's minutes
+ * first (its mean power × 60 s is the minute's energy), then the hour per device (min of mins, max
+ * of maxes, Σ sum and count, the last minute's last), then the site from the device rows just
+ * written (RETURNING: no re-read), and the hour's energy from its site-minute rows (built first).
+ */
+export async function buildHours(trx: Kysely<Database>, hours: readonly SiteRange[]): Promise<void> {
+  if (hours.length === 0) return;
+  const lo = Math.min(...hours.map((r) => r.fromMs));
+  const hi = Math.max(...hours.map((r) => r.toMs));
+  const hourAgg = CORE_METRICS.map(
+    (m) => `min(${m.name}_min) AS ${m.name}_min, max(${m.name}_max) AS ${m.name}_max,
+      sum(${m.name}_sum) AS ${m.name}_sum,
+      (array_agg(${m.name}_last ORDER BY bucket DESC) FILTER (WHERE ${m.name}_n > 0))[1] AS ${m.name}_last,
+      NULLIF(sum(${m.name}_n), 0) AS ${m.name}_n`,
+  ).join(',\n      ');
+  const deviceAvg = (m: string) => `CASE WHEN h.${m}_n > 0 THEN h.${m}_sum / h.${m}_n END`;
+  // The meter rule per minute (src/fleet/power-source.ts), and whether the minute says what the
+  // site drew at all (src/history/energy.ts hasPowerData): a minute without is not counted as 0 W.
+  const meterTrusted = `mt.n > 0 AND m.meter_power_w_n = mt.n AND m.meter_power_w_avg IS NOT NULL`;
+  const drawn = `CASE WHEN ${meterTrusted} THEN m.meter_power_w_avg
+      ELSE coalesce(m.asic_power_w_avg, 0) + coalesce(m.gpu_power_w_avg, 0) + coalesce(m.other_power_w_avg, 0) END`;
+  const hasData = `((${meterTrusted}) OR coalesce(m.asic_power_w_n, 0) + coalesce(m.gpu_power_w_n, 0) + coalesce(m.other_power_w_n, 0) > 0)`;
+  await sql`
+    WITH ${rangesCte(hours)},
+    hourly AS (
+      SELECT site_id, device_id, date_bin('1 hour', bucket, timestamptz 'epoch') AS bucket, ${raw(hourAgg)},
+        sum(power_w_avg * 60) AS energy_j, NULLIF(count(power_w_avg), 0) AS power_minutes
+      FROM dev GROUP BY site_id, device_id, date_bin('1 hour', bucket, timestamptz 'epoch')),
+    written AS (
+      INSERT INTO rollup_device_1h AS t (site_id, device_id, bucket, ${raw(DEVICE_COLUMNS.join(', '))})
+      SELECT site_id, device_id, bucket, ${raw(DEVICE_COLUMNS.join(', '))} FROM hourly
+      ON CONFLICT (site_id, device_id, bucket) DO UPDATE SET ${raw(upsertSet(DEVICE_COLUMNS))}
+      RETURNING t.*),
+    mt AS (
+      SELECT site_id, (SELECT count(*) FROM devices d WHERE d.site_id = k.site_id AND d.kind = 'meter') AS n
+      FROM k GROUP BY site_id),
+    minutes AS (
+      SELECT m.site_id, date_bin('1 hour', m.bucket, timestamptz 'epoch') AS bucket, ${raw(drawn)} AS drawn,
+        coalesce(m.asic_power_w_avg, 0) AS mining, coalesce(m.gpu_power_w_avg, 0) AS ai, m.${raw(SITE_MINUTE_PRICE)} AS price
+      FROM k JOIN rollup_site_1m m ON m.site_id = k.site_id AND m.bucket >= k.lo AND m.bucket < k.hi
+        AND m.bucket >= ${new Date(lo)} AND m.bucket < ${new Date(hi)}
+      JOIN mt ON mt.site_id = k.site_id
+      WHERE ${raw(hasData)}),
+    energy AS (
+      SELECT site_id, bucket, sum(drawn * 60) AS energy_j, sum(mining * 60) AS mining_energy_j,
+        sum(ai * 60) AS ai_energy_j, sum(greatest(0, drawn - mining - ai) * 60) AS other_energy_j,
+        count(*) AS power_minutes,
+        sum(drawn * 60 / 3.6e9 * price) FILTER (WHERE price IS NOT NULL) AS pushed_cost,
+        count(*) FILTER (WHERE price IS NOT NULL) AS priced_minutes,
+        coalesce(sum(drawn * 60) FILTER (WHERE price IS NULL), 0) AS unpriced_energy_j
+      FROM minutes GROUP BY site_id, bucket),
+    site AS (
+      SELECT h.site_id, h.bucket, ${raw(siteAggregates('h', deviceAvg))}
+      FROM (SELECT w.*, d.kind FROM written w JOIN devices d ON d.id = w.device_id) h
+      GROUP BY h.site_id, h.bucket)
+    INSERT INTO rollup_site_1h (site_id, bucket, ${raw([...SITE_COLUMNS, ...SITE_HOUR_ENERGY].join(', '))})
+    SELECT site.*, ${raw(SITE_HOUR_ENERGY.map((c) => `e.${c}`).join(', '))}
+    FROM site LEFT JOIN energy e USING (site_id, bucket)
+    ON CONFLICT (site_id, bucket) DO UPDATE SET ${raw(upsertSet([...SITE_COLUMNS, ...SITE_HOUR_ENERGY]))}`.execute(
+    trx,
+  );
+}
+
+/** Removes a purged site's rollups and marks (the caller's transaction, with its readings). */
+export async function deleteSiteRollups(trx: Kysely<Database>, siteId: number): Promise<void> {
+  for (const table of [
+    'rollup_site_1m',
+    'rollup_site_1h',
+    'rollup_device_1h',
+    'rollup_dirty',
+    'rollup_dirty_hour',
+  ])
+    await sql`DELETE FROM ${sql.table(table)} WHERE site_id = ${siteId}`.execute(trx);
+}
+
+// -------------------------------------------------------------------------------------------------
+// Reading the tiers
+
+/** A site row's values by column name, with its bucket start in epoch ms. */
+export type SiteRollupRow = { b: number } & Record<string, number | null>;
+
+/** Site rows of a tier in [fromMs, toMs), oldest first, with the named columns only. */
+export async function readSiteRollup(
+  db: Kysely<Database>,
+  q: { tier: '1m' | '1h'; siteId: number; fromMs: number; toMs: number; columns: readonly string[] },
+): Promise<SiteRollupRow[]> {
+  const table = q.tier === '1m' ? 'rollup_site_1m' : 'rollup_site_1h';
+  const { rows } = await sql<SiteRollupRow>`
+    SELECT (extract(epoch FROM bucket) * 1000)::float8 AS b, ${raw(q.columns.join(', '))}
+    FROM ${sql.table(table)}
+    WHERE site_id = ${q.siteId} AND bucket >= ${new Date(q.fromMs)} AND bucket < ${new Date(q.toMs)}
+    ORDER BY bucket`.execute(db);
+  return rows;
+}
+
+/** One device's hour rows of a core metric in [fromMs, toMs): min, max, sum, last, n. */
+export async function readDeviceHours(
+  db: Kysely<Database>,
+  q: { siteId: number; deviceId: number; metric: string; fromMs: number; toMs: number },
+): Promise<{ b: number; min: number; max: number; sum: number; last: number; n: number }[]> {
+  const m = q.metric;
+  const { rows } = await sql<{ b: number; min: number; max: number; sum: number; last: number; n: number }>`
+    SELECT (extract(epoch FROM bucket) * 1000)::float8 AS b, ${sql.ref(`${m}_min`)} AS min, ${sql.ref(`${m}_max`)} AS max,
+      ${sql.ref(`${m}_sum`)} AS sum, ${sql.ref(`${m}_last`)} AS last, ${sql.ref(`${m}_n`)} AS n
+    FROM rollup_device_1h
+    WHERE site_id = ${q.siteId} AND device_id = ${q.deviceId}
+      AND bucket >= ${new Date(q.fromMs)} AND bucket < ${new Date(q.toMs)} AND ${sql.ref(`${m}_n`)} > 0
+    ORDER BY bucket`.execute(db);
+  return rows;
+}
+
+/** What one rollup transaction did. */
+export interface RollupStep {
+  siteMinutes: number;
+  hours: number;
+  /** Closed work is still on the log (past this transaction's budget). */
+  more: boolean;
+}
+
+/**
+ * One transaction of the rollup job: claims the marks of closed minutes, builds up to
+ * `budgetSiteMinutes` of them and every hour that is then complete, and puts the rest back. The
+ * claims commit with the rebuilt rows or roll back with them, so a failed run loses nothing; marks
+ * of writes still in flight are invisible here and stay for the next run.
+ */
+export async function rollupStep(
+  db: Kysely<Database>,
+  closedMs: number,
+  budgetSiteMinutes: number,
+): Promise<RollupStep> {
+  return db.transaction().execute(async (trx) => {
+    // The window sort of a few site-minutes fits; the server default (4 MB) spills it to disk.
+    await sql`SET LOCAL work_mem = '64MB'`.execute(trx);
+    const claimed = await claimMarks(trx, closedMs);
+    const minutes = planMinutes(claimed, closedMs, budgetSiteMinutes);
+    await buildSiteMinutes(trx, minutes.build);
+    await insertMarks(trx, minutes.keep);
+    const hours = planHours(
+      [...hoursOf(minutes.build), ...(await claimHourMarks(trx))],
+      closedMs,
+      minutes.keep,
+    );
+    for (let i = 0; i < hours.build.length; i += HOURS_PER_STATEMENT)
+      await buildHours(trx, hours.build.slice(i, i + HOURS_PER_STATEMENT));
+    await insertHourMarks(trx, hours.wait);
+    const built = minutes.build.reduce((n, r) => n + (r.toMs - r.fromMs) / 60_000, 0);
+    return {
+      siteMinutes: built,
+      hours: hours.build.length,
+      more: minutes.keep.some((r) => r.fromMs < closedMs),
+    };
+  });
+}
+
+/** A site-hour statement reads the hour's raw rows; a few per statement keeps each one's sort small. */
+const HOURS_PER_STATEMENT = 4;
