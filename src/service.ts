@@ -166,6 +166,9 @@ export async function startService(
         ? new AdvisoryLockLease(config.databaseUrl, logger, ROLLUP_LOCK, 'rollups')
         : singleProcessLease(),
     intervalMs: config.rollupIntervalMs,
+    // PGlite has one connection: a rollup transaction holds ingest off while it runs, so it does
+    // little at a time (a backlog then takes more runs, each a short pause for the writers).
+    ...(storage.backend === 'pglite' && { budgetSiteMinutes: 20, maxRunMs: 1_000 }),
     ...tuning.rollups,
   });
 
