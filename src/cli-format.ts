@@ -66,13 +66,32 @@ export interface AlertSummary {
   fired_at: string | null;
   resolved_at: string | null;
   summary: string | null;
+  /** Absent from services older than acknowledgements. */
+  id?: number;
+  acknowledgement?: { by: string; at: string; comment: string | null } | null;
+  silenced_by?: number[];
 }
 
-/** `alerts` as a table; "since" is when it fired (or started pending, or resolved). */
+/**
+ * `alerts` as a table; "since" is when it fired (or started pending, or resolved); "id" is what
+ * `alerts ack` takes; "acked by" names who acknowledged it, "silenced" says a silence holds it.
+ */
 export function formatAlerts(alerts: readonly AlertSummary[], state: string): string {
   if (alerts.length === 0) return `no ${state === 'all' ? '' : `${state} `}alerts`;
   return formatTable(
-    ['site', 'alert', 'severity', 'state', 'since', 'value', 'threshold', 'summary'],
+    [
+      'site',
+      'alert',
+      'severity',
+      'state',
+      'since',
+      'id',
+      'value',
+      'threshold',
+      'acked by',
+      'silenced',
+      'summary',
+    ],
     alerts.map((a) => [
       a.site.name,
       a.alertname,
@@ -80,9 +99,53 @@ export function formatAlerts(alerts: readonly AlertSummary[], state: string): st
       a.state,
       (a.state === 'resolved' ? a.resolved_at : a.state === 'firing' ? a.fired_at : a.started_at) ??
         a.started_at,
+      a.id === undefined ? '–' : String(a.id),
       a.value === null ? '–' : number.format(a.value),
       a.threshold === null ? '–' : number.format(a.threshold),
+      a.acknowledgement?.by ?? '–',
+      a.silenced_by && a.silenced_by.length > 0 ? a.silenced_by.map((id) => `#${id}`).join(',') : '–',
       a.summary ?? '',
     ]),
   );
+}
+
+/** The fields of a silence `silences list` shows. */
+export interface SilenceSummary {
+  id: number;
+  state: string;
+  site: { id: number; name: string } | null;
+  alertname: string | null;
+  effective_ends_at: string;
+  created_by: string;
+  expired_by: string | null;
+  comment: string;
+}
+
+/** `silences list` as a table. */
+export function formatSilences(silences: readonly SilenceSummary[], state: string): string {
+  if (silences.length === 0) return `no ${state === 'all' ? '' : `${state} `}silences`;
+  return formatTable(
+    ['id', 'state', 'site', 'alert', 'until', 'by', 'comment'],
+    silences.map((s) => [
+      String(s.id),
+      s.state,
+      s.site?.name ?? 'every site',
+      s.alertname ?? 'every alert',
+      s.effective_ends_at,
+      s.expired_by ? `${s.created_by} (expired by ${s.expired_by})` : s.created_by,
+      s.comment,
+    ]),
+  );
+}
+
+const DURATION_UNITS_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/**
+ * `--until`: a duration from now (`90s`, `30m`, `2h`, `1d`) or an instant as the API takes it
+ * (RFC 3339 with its offset, passed on for the service to judge). Undefined when it is neither.
+ */
+export function parseUntil(arg: string, nowMs: number): string | undefined {
+  const duration = /^([1-9]\d{0,5})([smhd])$/.exec(arg);
+  if (duration) return new Date(nowMs + Number(duration[1]) * DURATION_UNITS_MS[duration[2]!]!).toISOString();
+  return /^\d{4}-\d{2}-\d{2}T/.test(arg) ? arg : undefined;
 }

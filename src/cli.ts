@@ -2,8 +2,11 @@ import { parseArgs } from 'node:util';
 import {
   type AlertSummary,
   formatAlerts,
+  formatSilences,
   formatSites,
   parseSiteRef,
+  parseUntil,
+  type SilenceSummary,
   type SiteSummary,
 } from './cli-format.ts';
 import { ConfigError, loadConfig } from './config.ts';
@@ -25,8 +28,16 @@ Usage:
   hashwatt sites delete SITE [--purge]           --purge also deletes its devices and readings
   hashwatt alerts [--state firing|pending|resolved|all] [--site SITE] [--json]
                                                    alerts of the built-in engine (default: firing)
-  hashwatt tokens create --name NAME --role viewer [--site SITE]... [--token-only]
-                                                   a named read-only token (all sites, or each --site)
+  hashwatt alerts ack ID [--comment TEXT]          acknowledge a firing alert (it stays firing)
+  hashwatt alerts unack ID                         take the acknowledgement back
+  hashwatt silences create (--site SITE | --all-sites) [--alert NAME] --until WHEN --comment TEXT
+                                                   no notifications for it until WHEN (30m, 2h, 1d or
+                                                   RFC 3339); without --alert, every alert
+  hashwatt silences list [--state active|expired|all] [--site SITE] [--json]
+  hashwatt silences expire ID                      end a silence now
+  hashwatt tokens create --name NAME --role viewer|operator [--site SITE]... [--token-only]
+                                                   a named token (all sites, or each --site); an
+                                                   operator may also acknowledge and silence
   hashwatt tokens list [--json]
   hashwatt tokens revoke ID                        the token stops working at once
 
@@ -35,6 +46,8 @@ SITE is a site's id or its name.
 Site and alert commands call the admin API:
   --url URL            the service (default $HASHWATT_URL or http://localhost:8080)
   --admin-token TOKEN  default $HASHWATT_ADMIN_TOKEN
+Acknowledging and silencing may use an operator token instead, which they are then recorded by:
+  --token TOKEN        default $HASHWATT_TOKEN, else the admin token ("admin")
 `;
 
 const { values, positionals } = parseArgs({
@@ -54,6 +67,11 @@ const { values, positionals } = parseArgs({
     // Several for `tokens create`; `alerts` takes the last one.
     site: { type: 'string', multiple: true },
     role: { type: 'string' },
+    comment: { type: 'string' },
+    alert: { type: 'string' },
+    until: { type: 'string' },
+    'all-sites': { type: 'boolean' },
+    token: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -84,9 +102,22 @@ class ApiError extends Error {
 }
 
 async function admin(method: string, path: string, body?: unknown): Promise<unknown> {
-  const url = values.url ?? process.env.HASHWATT_URL ?? 'http://localhost:8080';
   const token = values['admin-token'] ?? process.env.HASHWATT_ADMIN_TOKEN;
   if (!token) fail('an admin token is needed: --admin-token or HASHWATT_ADMIN_TOKEN');
+  return call(token, method, path, body);
+}
+
+/**
+ * Acknowledging and silencing: as the operator token given (recorded by its name), else as the
+ * admin ("admin").
+ */
+async function operate(method: string, path: string, body?: unknown): Promise<unknown> {
+  const token = values.token ?? process.env.HASHWATT_TOKEN;
+  return token ? call(token, method, path, body) : admin(method, path, body);
+}
+
+async function call(token: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  const url = values.url ?? process.env.HASHWATT_URL ?? 'http://localhost:8080';
   let response: Response;
   try {
     response = await fetch(new URL(path, url), {
@@ -161,7 +192,10 @@ async function run(command: string | undefined, sub: string | undefined, arg: st
     const applied = await migrateToLatest(storage.db);
     await storage.close();
     process.stdout.write(applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
+  } else if (command === 'alerts' && (sub === 'ack' || sub === 'unack')) {
+    await acknowledgeCommand(sub, arg);
   } else if (command === 'alerts') {
+    if (sub !== undefined) fail(`unknown command "alerts ${sub}"\n\n${USAGE}`);
     const state = values.state ?? 'firing';
     if (!ALERT_STATES.includes(state)) fail(`--state must be one of ${ALERT_STATES.join(', ')}`);
     const query = new URLSearchParams({
@@ -227,6 +261,8 @@ async function run(command: string | undefined, sub: string | undefined, arg: st
     }
   } else if (command === 'tokens') {
     await tokensCommand(sub, arg);
+  } else if (command === 'silences') {
+    await silencesCommand(sub, arg);
   } else {
     fail(`unknown command "${command}"\n\n${USAGE}`);
   }
@@ -294,8 +330,89 @@ async function tokensCommand(sub: string | undefined, arg: string | undefined): 
   }
 }
 
+const isId = (arg: string | undefined): arg is string => arg !== undefined && /^[1-9][0-9]{0,9}$/.test(arg);
+
+async function acknowledgeCommand(sub: 'ack' | 'unack', arg: string | undefined): Promise<void> {
+  if (!isId(arg)) fail(`alerts ${sub} needs an alert id (hashwatt alerts shows them)`);
+  const path = `/api/v1/alerts/${arg}/ack`;
+  const { alert } = (
+    sub === 'ack'
+      ? await operate('POST', path, values.comment === undefined ? {} : { comment: values.comment })
+      : await operate('DELETE', path)
+  ) as { alert: AlertSummary };
+  if (values.json) print(alert);
+  else
+    process.stdout.write(
+      sub === 'ack'
+        ? `acknowledged ${alert.alertname} of ${alert.site.name} (alert ${arg}) as ${alert.acknowledgement?.by ?? '?'}\n`
+        : `acknowledgement of ${alert.alertname} of ${alert.site.name} (alert ${arg}) taken back\n`,
+    );
+}
+
+/** A site id for a silence: an id as is, a name looked up among the sites the token reads. */
+async function silenceSiteId(ref: string): Promise<number> {
+  const parsed = parseSiteRef(ref);
+  if ('id' in parsed) return parsed.id;
+  // The fleet lists every site the acting token reads (the sites list is the admin's alone).
+  const { sites } = (await operate('GET', '/api/v1/fleet')) as { sites: { id: number; name: string }[] };
+  const site = sites.find((s) => s.name === parsed.name);
+  if (!site) fail(`no site named "${parsed.name}" that this token reads`);
+  return site.id;
+}
+
+const SILENCE_STATES = ['active', 'expired', 'all'];
+
+async function silencesCommand(sub: string | undefined, arg: string | undefined): Promise<void> {
+  switch (sub) {
+    case 'create': {
+      const site = values.site?.at(-1);
+      if ((site === undefined) === !values['all-sites'])
+        fail('silences create needs --site SITE, or --all-sites for every site');
+      if (values.until === undefined) fail('silences create needs --until (30m, 2h, 1d, or RFC 3339)');
+      const endsAt = parseUntil(values.until, Date.now());
+      if (endsAt === undefined)
+        fail(`--until "${values.until}": a duration (90s, 30m, 2h, 1d) or an RFC 3339 time with its offset`);
+      if (!values.comment) fail('silences create needs --comment: why (a maintenance window, a ticket)');
+      const { silence } = (await operate('POST', '/api/v1/silences', {
+        site: site === undefined ? null : await silenceSiteId(site),
+        alertname: values.alert ?? null,
+        ends_at: endsAt,
+        comment: values.comment,
+      })) as { silence: SilenceSummary };
+      if (values.json) print(silence);
+      else
+        process.stdout.write(
+          `silence ${silence.id}: ${silence.alertname ?? 'every alert'} of ${silence.site?.name ?? 'every site'} until ${silence.effective_ends_at}\n`,
+        );
+      break;
+    }
+    case 'list': {
+      const state = values.state ?? 'active';
+      if (!SILENCE_STATES.includes(state)) fail(`--state must be one of ${SILENCE_STATES.join(', ')}`);
+      const query = new URLSearchParams({
+        state,
+        ...(values.site !== undefined && { site: values.site.at(-1)! }),
+      });
+      const { silences } = (await operate('GET', `/api/v1/silences?${query}`)) as {
+        silences: SilenceSummary[];
+      };
+      if (values.json) print(silences);
+      else process.stdout.write(`${formatSilences(silences, state)}\n`);
+      break;
+    }
+    case 'expire': {
+      if (!isId(arg)) fail('silences expire needs a silence id (hashwatt silences list)');
+      const { silence } = (await operate('DELETE', `/api/v1/silences/${arg}`)) as { silence: SilenceSummary };
+      process.stdout.write(`silence ${arg} expired (ended ${silence.effective_ends_at})\n`);
+      break;
+    }
+    default:
+      fail(`unknown command "silences ${sub ?? ''}"\n\n${USAGE}`);
+  }
+}
+
 const [command, sub, arg] = positionals;
-await run(command, command === 'alerts' ? undefined : sub, arg).catch((error: unknown) => {
+await run(command, sub, arg).catch((error: unknown) => {
   if (error instanceof ApiError) fail(error.message);
   throw error;
 });

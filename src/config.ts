@@ -31,6 +31,11 @@ const ConfigSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, plain('a postgres:// or postgresql:// URL'))
     .optional(),
+  /** A streaming standby of DATABASE_URL: series and energy are read there (docs/scaling.md). */
+  HASHWATT_READ_DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, plain('a postgres:// or postgresql:// URL'))
+    .optional(),
   HASHWATT_DATA_DIR: z.string().min(1).default('./data'),
   HASHWATT_ADMIN_TOKEN: bearerToken(),
   /** Unset: /metrics is open, the Prometheus convention; set: scrapes need `Authorization: Bearer`. */
@@ -95,6 +100,8 @@ export type Config = Readonly<{
   host: string;
   /** Unset: the embedded PGlite database under `dataDir`. */
   databaseUrl: string | undefined;
+  /** A read-only standby for history reads; unset: history is read from the primary. */
+  readDatabaseUrl: string | undefined;
   dataDir: string;
   adminToken: string | undefined;
   /** Bearer token /metrics asks for; unset: /metrics is open. */
@@ -192,10 +199,16 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   }
   const e = parsed.data;
   const { retention, notices } = retentionTiers(e);
+  if (e.HASHWATT_READ_DATABASE_URL !== undefined && e.DATABASE_URL === undefined) {
+    throw new ConfigError(
+      'HASHWATT_READ_DATABASE_URL needs DATABASE_URL: a read standby replicates a Postgres primary, and the embedded PGlite has none',
+    );
+  }
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
+    readDatabaseUrl: e.HASHWATT_READ_DATABASE_URL,
     dataDir: e.HASHWATT_DATA_DIR,
     adminToken: e.HASHWATT_ADMIN_TOKEN,
     metricsToken: e.HASHWATT_METRICS_TOKEN,

@@ -10,10 +10,14 @@ export const ERROR_STATUS = {
   /** A value the database refused (caught behind edge validation): bad input, never a fault. */
   invalid_value: 400,
   unauthorized: 401,
+  /** A known token whose role may not do this (a viewer acknowledging an alert). */
+  forbidden: 403,
   not_found: 404,
   site_exists: 409,
   site_has_data: 409,
   token_exists: 409,
+  /** Acknowledging an alert that is not firing (pending, or resolved: history is not rewritten). */
+  alert_not_firing: 409,
   payload_too_large: 413,
   too_many_readings: 413,
   unsupported_media_type: 415,

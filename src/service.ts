@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
+import { Gauge, type Registry } from 'prom-client';
 import { type AlertEngine, type AlertingTuning, createAlerting } from './alerting/index.ts';
 import { AdvisoryLockLease, singleProcessLease } from './alerting/leader.ts';
 import type { Config } from './config.ts';
@@ -20,6 +21,7 @@ import { openDatabase, type Storage } from './storage/database.ts';
 import { migrateToLatest, pendingMigrations } from './storage/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions, partitionsAwaitingRollup } from './storage/partitions.ts';
 import { applyReaderGrants, READER_ROLE } from './storage/reader-grants.ts';
+import { replicaLagSeconds } from './storage/replication.ts';
 import { authenticateApiToken } from './tokens/index.ts';
 
 /** Knobs tests and benchmarks turn; production uses the defaults. */
@@ -88,6 +90,16 @@ export async function startService(
   tuning: ServiceTuning = {},
 ): Promise<RunningService> {
   const storage = await openAndMigrate(config, logger);
+  // History reads on a streaming standby: never migrated (it replays the primary's schema).
+  const history = config.readDatabaseUrl
+    ? await openDatabase({
+        databaseUrl: config.readDatabaseUrl,
+        dataDir: config.dataDir,
+        logger,
+        poolSize: config.dbPoolSize,
+        statementTimeoutMs: config.dbStatementTimeoutMs,
+      })
+    : undefined;
   for (const notice of config.notices) logger.warn(notice);
 
   const partitionPolicy = { retentionDays: config.retentionDays, aheadDays: config.partitionsAheadDays };
@@ -166,6 +178,8 @@ export async function startService(
         ? new AdvisoryLockLease(config.databaseUrl, logger, ROLLUP_LOCK, 'rollups')
         : singleProcessLease(),
     intervalMs: config.rollupIntervalMs,
+    // Ingest first: with its write queue half full the job paces itself (docs/rollups.md).
+    ingestBusy: () => writer !== undefined && writer.depth.readings * 2 >= writer.queueLimit,
     // PGlite has one connection: a rollup transaction holds ingest off while it runs, so it does
     // little at a time (a backlog then takes more runs, each a short pause for the writers).
     ...(storage.backend === 'pglite' && { budgetSiteMinutes: 20, maxRunMs: 1_000 }),
@@ -206,8 +220,10 @@ export async function startService(
     metrics.ingestObserver.unmapped(site, protocol, count),
   );
 
+  if (history) registerReplicaLag(metrics.registry, history, logger);
   const app = createApp({
     storage,
+    ...(history && { historyStorage: history }),
     minuteRetentionDays: config.retention.site1m,
     fleet,
     authenticateViewer: (token) => authenticateApiToken(storage, token),
@@ -246,6 +262,7 @@ export async function startService(
     clearInterval(maintenance);
     fleet.stop();
     await latest.close();
+    await history?.close();
     await storage.close();
     throw error;
   }
@@ -289,8 +306,26 @@ export async function startService(
       clearTimeout(deadline);
       await alertingStopped;
       await rollupsStopped;
+      await history?.close();
       await storage.close();
       logger.info('hashwatt stopped');
     },
   };
+}
+
+/** `hashwatt_read_replica_lag_seconds`: the history standby's replay lag, read at scrape time. */
+function registerReplicaLag(registry: Registry, history: Storage, logger: Logger): void {
+  new Gauge({
+    name: 'hashwatt_read_replica_lag_seconds',
+    help: 'How far the history standby (HASHWATT_READ_DATABASE_URL) replays behind the primary; -1 when it is unreachable or no standby.',
+    registers: [registry],
+    async collect() {
+      try {
+        this.set((await replicaLagSeconds(history.db)) ?? -1);
+      } catch (error) {
+        logger.warn({ err: String(error) }, 'read standby: lag query failed');
+        this.set(-1);
+      }
+    },
+  });
 }

@@ -429,14 +429,12 @@ describe.each(BACKENDS)('read API on %s', (backend) => {
       expect(admin.status).toBe(404);
       expect(admin.body.error.message).toBe(`no site with id ${missing}`);
     }
-    // The admin API stays the admin's, on the same paths.
-    for (const path of [
-      '/api/v1/sites',
-      `/api/v1/sites/${own.site.id}`,
-      `/api/v1/sites/${own.site.id}/alerts`,
-    ]) {
+    // The admin API stays the admin's, on the same paths; the site's alerts are its own to read.
+    for (const path of ['/api/v1/sites', `/api/v1/sites/${own.site.id}`]) {
       expect((await get(service.url, path, own.token)).status, path).toBe(401);
     }
+    expect((await get(service.url, `/api/v1/sites/${own.site.id}/alerts`, own.token)).status).toBe(200);
+    expect((await get(service.url, `/api/v1/sites/${other.site.id}/alerts`, own.token)).status).toBe(404);
     expect((await get(service.url, `/api/v1/sites/${own.site.id}/unmapped`, own.token)).status).toBe(401);
     for (const path of [
       '/api/v1/fleet',

@@ -20,7 +20,8 @@ import { insertSite } from './support/sites.ts';
 const MIN = 60_000;
 const HOUR = 3_600_000;
 // Three whole hours, recent enough for the raw retention.
-const T0 = Math.floor(Date.now() / HOUR) * HOUR - 5 * HOUR;
+// Aligned to two hours, so the 2-hour steps start where the data does.
+const T0 = Math.floor(Date.now() / (2 * HOUR)) * 2 * HOUR - 6 * HOUR;
 const T_END = T0 + 3 * HOUR;
 const NOW = T0 + 5 * HOUR;
 const CAPACITY_W = 5e6;

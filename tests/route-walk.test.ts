@@ -560,6 +560,32 @@ async function unmappedShape(probe: Probe, response: Response): Promise<string |
   return undefined;
 }
 
+/** A valid silence body: one of the walk site's alerts for an hour. */
+function walkSilence(siteId: number) {
+  return {
+    site: siteId,
+    alertname: 'SiteDown',
+    ends_at: new Date(Date.now() + 3_600_000).toISOString(),
+    comment: 'walk',
+  };
+}
+
+/** An accepted silence must come back with its scope and comment as sent. */
+async function silenceAsSent(probe: Probe, response: Response): Promise<string | undefined> {
+  if (response.status >= 300 || typeof probe.body !== 'string') return undefined;
+  const sent = JSON.parse(probe.body) as { site: number | null; alertname: string | null; comment: string };
+  const { silence } = (await response.json()) as {
+    silence: { site: { id: number } | null; alertname: string | null; comment: string; state: string };
+  };
+  if ((silence.site?.id ?? null) !== sent.site) return `site sent ${sent.site}, stored ${silence.site?.id}`;
+  if (silence.alertname !== sent.alertname)
+    return `alertname sent ${sent.alertname}, stored ${silence.alertname}`;
+  if (silence.comment !== sent.comment)
+    return `comment sent ${JSON.stringify(sent.comment).slice(0, 80)}, stored otherwise`;
+  if (silence.state !== 'active') return `created ${silence.state}`;
+  return undefined;
+}
+
 /**
  * The hostile table of every route, keyed `METHOD path` as the app registers it. A route missing
  * here fails the walk; so does an entry for a route the app no longer has.
@@ -621,6 +647,74 @@ const TABLE: Record<string, (site: WalkSite) => Probe[]> = {
     { method: 'GET', path: `/api/v1/sites/${site.id}/alerts`, anonymous: true },
     ...pathProbes('GET', '/api/v1/sites/:id/alerts', 'id'),
     ...queryProbes('GET', `/api/v1/sites/${site.id}/alerts`, ALERT_QUERY),
+  ],
+  'POST /api/v1/alerts/:id/ack': (site) => [
+    { method: 'POST', path: '/api/v1/alerts/1/ack', body: '{}', anonymous: true },
+    // A site token reads but may not act: 403 for its own site, 404 for any other's alert.
+    {
+      method: 'POST',
+      path: '/api/v1/alerts/999999/ack',
+      body: '{}',
+      anonymous: true,
+      headers: { authorization: `Bearer ${site.token}` },
+    },
+    ...pathProbes('POST', '/api/v1/alerts/:id/ack', 'id', { body: '{}' }),
+    ...queryProbes('POST', '/api/v1/alerts/999999/ack', [], { body: '{}' }),
+    ...bodyProbes('POST', '/api/v1/alerts/999999/ack', () => ({ comment: 'walk' }), ['comment']),
+  ],
+  'DELETE /api/v1/alerts/:id/ack': (site) => [
+    { method: 'DELETE', path: '/api/v1/alerts/1/ack', anonymous: true },
+    {
+      method: 'DELETE',
+      path: '/api/v1/alerts/999999/ack',
+      anonymous: true,
+      headers: { authorization: `Bearer ${site.token}` },
+    },
+    ...pathProbes('DELETE', '/api/v1/alerts/:id/ack', 'id'),
+    ...queryProbes('DELETE', '/api/v1/alerts/999999/ack', []),
+    ...HOSTILE_BODIES.map((body) => ({ method: 'DELETE', path: '/api/v1/alerts/999999/ack', body })),
+  ],
+  'GET /api/v1/silences': (site) => [
+    { method: 'GET', path: '/api/v1/silences', anonymous: true },
+    ...queryProbes('GET', '/api/v1/silences', ['state', 'site', 'limit']),
+    ...queryProbes('GET', '/api/v1/silences', ['site'], {
+      headers: { authorization: `Bearer ${site.token}` },
+    }),
+  ],
+  'POST /api/v1/silences': (site) => [
+    { method: 'POST', path: '/api/v1/silences', body: '{}', anonymous: true },
+    // A site token may not silence even its own site.
+    {
+      method: 'POST',
+      path: '/api/v1/silences',
+      body: JSON.stringify(walkSilence(site.id)),
+      anonymous: true,
+      headers: { authorization: `Bearer ${site.token}` },
+    },
+    ...bodyProbes('POST', '/api/v1/silences', () => walkSilence(site.id), [
+      'site',
+      'alertname',
+      'ends_at',
+      'comment',
+    ]).map((probe) => ({ ...probe, check: silenceAsSent })),
+    ...queryProbes('POST', '/api/v1/silences', [], { body: JSON.stringify(walkSilence(site.id)) }),
+  ],
+  'GET /api/v1/silences/:id': (site) => [
+    { method: 'GET', path: '/api/v1/silences/1', anonymous: true },
+    ...pathProbes('GET', '/api/v1/silences/:id', 'id'),
+    ...pathProbes('GET', '/api/v1/silences/:id', 'id', {
+      headers: { authorization: `Bearer ${site.token}` },
+    }),
+    ...queryProbes('GET', '/api/v1/silences/999999', []),
+  ],
+  'DELETE /api/v1/silences/:id': (site) => [
+    { method: 'DELETE', path: '/api/v1/silences/1', anonymous: true },
+    ...pathProbes('DELETE', '/api/v1/silences/:id', 'id'),
+    ...pathProbes('DELETE', '/api/v1/silences/:id', 'id', {
+      headers: { authorization: `Bearer ${site.token}` },
+    }),
+    ...queryProbes('DELETE', '/api/v1/silences/999999', []),
+    ...HOSTILE_BODIES.map((body) => ({ method: 'DELETE', path: '/api/v1/silences/999999', body })),
   ],
   // The ingest path has its own fuzz suite (tests/reliability/hostile-input.test.ts); a smaller set here.
   'POST /api/v1/ingest': (site) => {
@@ -826,6 +920,22 @@ const TABLE: Record<string, (site: WalkSite) => Probe[]> = {
     { method: 'DELETE', path: '/api/v1/tokens/1', anonymous: true },
     ...pathProbes('DELETE', '/api/v1/tokens/:id', 'id'),
     ...queryProbes('DELETE', '/api/v1/tokens/999999', []),
+  ],
+  // The web console (src/console/): the page, its assets and who the page's token is.
+  'GET /': () => [{ method: 'GET', path: '/', anonymous: true }, ...queryProbes('GET', '/', [])],
+  'GET /console/assets/:file': () => [
+    ...pathProbes('GET', '/console/assets/:file', 'file', { anonymous: true }),
+    ...queryProbes('GET', '/console/assets/uPlot.esm.js', [], { anonymous: true }),
+  ],
+  'GET /console/session': (site) => [
+    { method: 'GET', path: '/console/session', anonymous: true },
+    {
+      method: 'GET',
+      path: '/console/session',
+      anonymous: true,
+      headers: { authorization: `Bearer ${site.token}` },
+    },
+    ...queryProbes('GET', '/console/session', []),
   ],
   'GET /openapi.json': () => [
     { method: 'GET', path: '/openapi.json' },

@@ -52,6 +52,48 @@ describe.each(BACKENDS)('named API tokens on %s', (backend) => {
     expect((await adminRequest(service.url, 'DELETE', `/api/v1/tokens/${api_token.id}`)).status).toBe(404);
   });
 
+  it('creates operator tokens, which authenticate as operators and administer nothing', async () => {
+    const created = await adminRequest(service.url, 'POST', '/api/v1/tokens', {
+      name: 'noc-bob',
+      role: 'operator',
+      sites: [siteId],
+    });
+    expect(created.status).toBe(201);
+    const { token, api_token } = (await created.json()) as { token: string; api_token: { id: number } };
+    expect(api_token).toMatchObject({ name: 'noc-bob', role: 'operator', sites: [siteId] });
+    expect(await authenticateApiToken(service.storage, token)).toMatchObject({ role: 'operator' });
+    const listed = (await (await adminRequest(service.url, 'GET', '/api/v1/tokens')).json()) as {
+      tokens: { name: string; role: string }[];
+    };
+    expect(listed.tokens).toContainEqual(expect.objectContaining({ name: 'noc-bob', role: 'operator' }));
+    // Reads its site; the admin routes stay the admin's.
+    const auth = { authorization: `Bearer ${token}` };
+    expect((await fetch(`${service.url}/api/v1/sites/${siteId}/status`, { headers: auth })).status).toBe(200);
+    // The alerts of the sites it reads are a reader's, as for viewers.
+    expect((await fetch(`${service.url}/api/v1/alerts`, { headers: auth })).status).toBe(200);
+    for (const [method, path] of [
+      ['GET', '/api/v1/tokens'],
+      ['POST', '/api/v1/tokens'],
+      ['GET', '/api/v1/sites'],
+      ['PATCH', `/api/v1/sites/${siteId}`],
+    ] as const) {
+      const response = await fetch(service.url + path, {
+        method,
+        headers: { ...auth, 'content-type': 'application/json' },
+        ...(method !== 'GET' && { body: '{}' }),
+      });
+      expect([method, path, response.status]).toEqual([method, path, 401]);
+    }
+  });
+
+  it('keeps the name "admin" for the admin token', async () => {
+    for (const name of ['admin', 'Admin', 'ADMIN']) {
+      const response = await adminRequest(service.url, 'POST', '/api/v1/tokens', { name, role: 'operator' });
+      expect(response.status).toBe(400);
+      expect(await response.json()).toMatchObject({ error: { code: 'invalid_body', field: 'name' } });
+    }
+  });
+
   it('refuses a taken name, an unknown site and unknown fields, naming them', async () => {
     await adminRequest(service.url, 'POST', '/api/v1/tokens', { name: 'ops', role: 'viewer' });
     const taken = await adminRequest(service.url, 'POST', '/api/v1/tokens', { name: 'ops', role: 'viewer' });

@@ -5,9 +5,12 @@ import {
   type AlertValues,
   type AlertWrite,
   abandonUnknownReceivers,
+  type FiringAlertRef,
   LeadershipLostError,
-  listFiringLabels,
+  listActiveSilences,
+  listFiringAlerts,
   loadOpenAlerts,
+  pruneEndedSilences,
   pruneResolvedAlerts,
   writeAlertChanges,
 } from '../storage/alerts.ts';
@@ -23,6 +26,8 @@ import {
 import type { LeaderLease } from './leader.ts';
 import { type DeliveryObserver, type FiringAlert, NotificationSender, type RetryPolicy } from './notify.ts';
 import { findRule } from './rules.ts';
+import type { Silence } from './silences.ts';
+import { silenceOf } from './view.ts';
 
 /** What the engine reports about itself; the alerting metrics implement it. */
 export interface AlertObserver extends DeliveryObserver {
@@ -139,10 +144,21 @@ export class AlertEngine {
     return out;
   }
 
-  /** Labels of every firing alert: from memory on the leader, from the database elsewhere. */
-  async firingLabels(): Promise<Record<string, string>[]> {
-    if (this.#leader) return this.firingAlerts().map((a) => a.labels);
-    return listFiringLabels(this.#o.storage.db);
+  /** Every firing alert: from memory on the leader, from the database elsewhere. */
+  async currentFiring(): Promise<FiringAlertRef[]> {
+    if (this.#leader) {
+      return this.firingAlerts().map((a) => ({
+        siteId: a.siteId,
+        alertname: a.labels.alertname ?? '',
+        labels: a.labels,
+      }));
+    }
+    return listFiringAlerts(this.#o.storage.db);
+  }
+
+  /** The silences in force now, from the database (they are made on any replica). */
+  async activeSilences(nowMs = Date.now()): Promise<Silence[]> {
+    return (await listActiveSilences(this.#o.storage.db, nowMs)).map(silenceOf);
   }
 
   #schedule(delayMs: number): void {
@@ -278,8 +294,12 @@ export class AlertEngine {
     const now = Date.now();
     if (now - this.#lastPruneMs < PRUNE_EVERY_MS) return;
     this.#lastPruneMs = now;
-    const pruned = await pruneResolvedAlerts(this.#o.storage.db, now - this.#o.retentionDays * 86_400_000);
-    if (pruned > 0) this.#o.logger.info({ pruned }, 'resolved alerts pruned');
+    const before = now - this.#o.retentionDays * 86_400_000;
+    const pruned = await pruneResolvedAlerts(this.#o.storage.db, before);
+    // Ended silences are history of the same kind, kept as long.
+    const silences = await pruneEndedSilences(this.#o.storage.db, before);
+    if (pruned > 0 || silences > 0)
+      this.#o.logger.info({ pruned, pruned_silences: silences }, 'resolved alerts pruned');
   }
 }
 

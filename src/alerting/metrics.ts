@@ -1,14 +1,22 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { ReceiverKind } from '../storage/alerts.ts';
+import type { FiringAlertRef, ReceiverKind } from '../storage/alerts.ts';
 import type { AlertObserver } from './engine.ts';
+import { isSilenced, type Silence } from './silences.ts';
 
 const FIRING_LABELS = ['alertname', 'site', 'severity'] as const;
 
 /** What the alerting metrics read at scrape time. */
 export interface AlertMetricsSource {
   isLeader: boolean;
-  firingLabels(): Promise<Record<string, string>[]>;
+  currentFiring(): Promise<FiringAlertRef[]>;
+  activeSilences(nowMs?: number): Promise<Silence[]>;
 }
+
+const labelsOf = (l: Record<string, string>) => ({
+  alertname: l.alertname ?? '',
+  site: l.site ?? '',
+  severity: l.severity ?? '',
+});
 
 /**
  * Registers the alerting metrics on hashwatt's registry and returns the observer that feeds the
@@ -25,11 +33,35 @@ export function registerAlertMetrics(
     labelNames: FIRING_LABELS,
     registers,
     async collect() {
-      const labels = (await source()?.firingLabels()) ?? [];
+      const firing = (await source()?.currentFiring()) ?? [];
       this.reset();
-      for (const l of labels) {
-        this.inc({ alertname: l.alertname ?? '', site: l.site ?? '', severity: l.severity ?? '' });
-      }
+      for (const a of firing) this.inc(labelsOf(a.labels));
+    },
+  });
+  // A gauge of its own rather than a `silenced` label on hashwatt_alerts_firing: a silence starting
+  // or ending would otherwise end one series and begin another, and `for` clauses on the firing
+  // series would start again. `hashwatt_alerts_firing unless hashwatt_alerts_silenced` is what pages.
+  new Gauge({
+    name: 'hashwatt_alerts_silenced',
+    help: 'Built-in alert engine: 1 per firing alert that a silence holds now (its notifications are suppressed).',
+    labelNames: FIRING_LABELS,
+    registers,
+    async collect() {
+      const engine = source();
+      this.reset();
+      if (!engine) return;
+      const nowMs = Date.now();
+      const [firing, silences] = await Promise.all([engine.currentFiring(), engine.activeSilences(nowMs)]);
+      if (silences.length === 0) return;
+      for (const a of firing) if (isSilenced(a, silences, nowMs)) this.inc(labelsOf(a.labels));
+    },
+  });
+  new Gauge({
+    name: 'hashwatt_alert_silences_active',
+    help: 'Alert silences in force now (every site or one, every alert or one).',
+    registers,
+    async collect() {
+      this.set((await source()?.activeSilences())?.length ?? 0);
     },
   });
   new Gauge({

@@ -1,18 +1,31 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from '../log.ts';
 import {
+  type Acknowledgement,
   type AlertWithSite,
   type AttemptOutcome,
+  acknowledgementOf,
   type DeliveryResult,
   type DueNotification,
+  dropSilencedNotifications,
   dueNotifications,
+  knownSilenceUids,
+  listActiveSilences,
+  listFiringAcknowledgements,
   markAlertsNotified,
   type ReceiverKind,
   type ReceiverRef,
   recordDeliveries,
 } from '../storage/alerts.ts';
 import type { Storage } from '../storage/database.ts';
-import { viewAlert } from './view.ts';
+import {
+  type AlertmanagerSilence,
+  announcementFate,
+  type MirroredSilence,
+  mirroredUid,
+  planSilenceSync,
+} from './silences.ts';
+import { silenceOf, viewAlert } from './view.ts';
 
 /** A firing alert as the engine holds it, for the periodic re-send to Alertmanager. */
 export interface FiringAlert {
@@ -86,15 +99,37 @@ export interface AlertmanagerAlert {
   generatorURL?: string;
 }
 
+/**
+ * Annotations with the episode's acknowledgement, for Alertmanager (which has no such notion):
+ * `acknowledged_by`, `acknowledged_at` and, when given, `acknowledgement_comment`.
+ */
+export function withAcknowledgement(
+  annotations: Record<string, string>,
+  ack: Acknowledgement | null | undefined,
+): Record<string, string> {
+  if (!ack) return annotations;
+  return {
+    ...annotations,
+    acknowledged_by: ack.by,
+    acknowledged_at: new Date(ack.atMs).toISOString(),
+    ...(ack.comment !== null && ack.comment !== '' && { acknowledgement_comment: ack.comment }),
+  };
+}
+
 export function alertmanagerAlert(
-  alert: { siteId: number; labels: Record<string, string>; annotations: Record<string, string> },
+  alert: {
+    siteId: number;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    acknowledgement?: Acknowledgement | null;
+  },
   startsAtMs: number,
   endsAtMs: number,
   baseUrl: string | undefined,
 ): AlertmanagerAlert {
   return {
     labels: alert.labels,
-    annotations: alert.annotations,
+    annotations: withAcknowledgement(alert.annotations, alert.acknowledgement),
     startsAt: new Date(startsAtMs).toISOString(),
     endsAt: new Date(endsAtMs).toISOString(),
     ...(baseUrl && { generatorURL: `${baseUrl}/api/v1/sites/${alert.siteId}/alerts` }),
@@ -320,17 +355,25 @@ abstract class Lane {
  * this lane, so a re-send built before a resolution can never arrive after it.
  */
 class AlertmanagerLane extends Lane {
+  readonly #base: string;
   readonly #endpoint: string;
   #lastResendMs = Number.NEGATIVE_INFINITY;
+  /** The active silences as last mirrored, and when the mirror is next checked regardless. */
+  #syncedSilences: string | undefined;
+  #nextSyncMs = Number.NEGATIVE_INFINITY;
+  #syncFailures = 0;
 
   constructor(url: string, options: SenderOptions) {
     super('alertmanager', url, options);
-    this.#endpoint = `${url.replace(/\/+$/, '')}/api/v2/alerts`;
+    this.#base = url.replace(/\/+$/, '');
+    this.#endpoint = `${this.#base}/api/v2/alerts`;
   }
 
   protected async pass(): Promise<void> {
     const { storage, resendMs, retry } = this.options;
     const now = Date.now();
+    // Silences first: a silence made just before an alert fires is in Alertmanager before the alert.
+    await this.#mirrorSilences(now);
     const due = await dueNotifications(storage.db, this.ref.key, now, 200);
     const resend = now - this.#lastResendMs >= resendMs;
     if (due.length === 0 && !resend) return;
@@ -340,7 +383,12 @@ class AlertmanagerLane extends Lane {
     // A resolved alert is sent resolved even by its (late) firing announcement: Alertmanager keeps state.
     const fromRow = (a: AlertWithSite) =>
       alertmanagerAlert(
-        { siteId: a.site_id, labels: a.labels, annotations: a.annotations },
+        {
+          siteId: a.site_id,
+          labels: a.labels,
+          annotations: a.annotations,
+          acknowledgement: acknowledgementOf(a),
+        },
         a.started_at.getTime(),
         a.resolved_at?.getTime() ?? endsAtFiringMs,
         baseUrl,
@@ -349,9 +397,18 @@ class AlertmanagerLane extends Lane {
     const resent: number[] = [];
     if (resend) {
       const queued = new Set(due.map((n) => n.alert.id));
-      for (const a of this.options.firing()) {
-        if (queued.has(a.id)) continue;
-        body.push(alertmanagerAlert(a, a.startedAtMs, endsAtFiringMs, baseUrl));
+      const firing = this.options.firing().filter((a) => !queued.has(a.id));
+      // Acknowledgements are made on any replica: the database has them, the engine's memory not.
+      const acks = firing.length > 0 ? await listFiringAcknowledgements(storage.db) : new Map();
+      for (const a of firing) {
+        body.push(
+          alertmanagerAlert(
+            { ...a, acknowledgement: acks.get(a.id) },
+            a.startedAtMs,
+            endsAtFiringMs,
+            baseUrl,
+          ),
+        );
         resent.push(a.id);
       }
       this.#lastResendMs = now;
@@ -372,6 +429,89 @@ class AlertmanagerLane extends Lane {
     }
     this.count(classifyStatus(post.status));
   }
+
+  /**
+   * Keeps this Alertmanager's hashwatt silences equal to the active ones here (planSilenceSync):
+   * at once when the set changes, else once a re-send interval (an Alertmanager restarted without
+   * its data has lost them). An unreachable Alertmanager is retried with the delivery backoff.
+   * Never throws for Alertmanager's sake: alerts still go out when silences cannot.
+   */
+  async #mirrorSilences(nowMs: number): Promise<void> {
+    const { storage, resendMs, retry, requestTimeoutMs } = this.options;
+    const rows = await listActiveSilences(storage.db, nowMs);
+    const desired: MirroredSilence[] = rows.map((r) => ({
+      ...silenceOf(r),
+      uid: r.uid,
+      siteName: r.site_name,
+      comment: r.comment,
+      createdBy: r.created_by,
+    }));
+    const key = desired.map((s) => `${s.uid}@${s.siteName}`).join(',');
+    // After a failure, only once the backoff is over; else at once on a change, and every interval.
+    const due =
+      this.#syncFailures > 0
+        ? nowMs >= this.#nextSyncMs
+        : key !== this.#syncedSilences || nowMs >= this.#nextSyncMs;
+    if (!due) return;
+    try {
+      const listed = await this.#request('GET', '/api/v2/silences', undefined, requestTimeoutMs);
+      if (!Array.isArray(listed)) throw new Error('GET /api/v2/silences: not a list');
+      // Alertmanager's own answer, in the shape its API documents (the fields read are checked below).
+      const actual = (listed as AlertmanagerSilence[]).filter(
+        (s) =>
+          typeof s?.id === 'string' &&
+          typeof s.comment === 'string' &&
+          typeof s.endsAt === 'string' &&
+          typeof s.status?.state === 'string' &&
+          Array.isArray(s.matchers),
+      );
+      const uids = actual.map((s) => mirroredUid(s.comment)).filter((u) => u !== undefined);
+      const known = await knownSilenceUids(storage.db, uids);
+      const plan = planSilenceSync(desired, actual, known, nowMs);
+      for (const id of plan.expire)
+        await this.#request(
+          'DELETE',
+          `/api/v2/silence/${encodeURIComponent(id)}`,
+          undefined,
+          requestTimeoutMs,
+        );
+      for (const silence of plan.create)
+        await this.#request('POST', '/api/v2/silences', silence, requestTimeoutMs);
+      if (plan.create.length > 0 || plan.expire.length > 0)
+        this.options.logger.info(
+          { origin: this.ref.origin, created: plan.create.length, expired: plan.expire.length },
+          'alertmanager silences mirrored',
+        );
+      if (this.#syncFailures > 0)
+        this.options.logger.info({ origin: this.ref.origin }, 'alertmanager silences mirrored again');
+      this.#syncedSilences = key;
+      this.#syncFailures = 0;
+      this.#nextSyncMs = nowMs + resendMs;
+    } catch (error) {
+      if (this.#syncFailures === 0)
+        this.options.logger.warn(
+          { origin: this.ref.origin, err: String(error) },
+          'alertmanager silences could not be mirrored; will retry',
+        );
+      this.#syncFailures += 1;
+      this.#nextSyncMs = nowMs + retryDelayMs(this.#syncFailures, retry);
+    }
+  }
+
+  async #request(method: string, path: string, body: unknown, timeoutMs: number): Promise<unknown> {
+    const response = await fetch(`${this.#base}${path}`, {
+      method,
+      headers: {
+        'user-agent': 'hashwatt',
+        ...(body !== undefined && { 'content-type': 'application/json' }),
+      },
+      ...(body !== undefined && { body: JSON.stringify(body) }),
+      signal: AbortSignal.any([AbortSignal.timeout(timeoutMs), this.abort.signal]),
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${text.slice(0, 200)}`);
+    return text ? JSON.parse(text) : null;
+  }
 }
 
 /** A generic webhook gets each announcement as its own JSON POST, in order per alert. */
@@ -382,9 +522,24 @@ class WebhookLane extends Lane {
 
   protected async pass(): Promise<void> {
     const { storage, retry, requestTimeoutMs } = this.options;
-    const due = await dueNotifications(storage.db, this.ref.key, Date.now(), 50);
+    // Announcements of silenced alerts are not due here while the silence holds (announcementFate).
+    const due = await dueNotifications(storage.db, this.ref.key, Date.now(), 50, { honourSilences: true });
     for (const n of due) {
       if (this.stopped) return;
+      const fate = announcementFate({
+        event: n.event,
+        silencedNow: false,
+        resolvedWhileSilenced: n.resolved_while_silenced,
+        firingDropped: n.firing_dropped,
+      });
+      if (fate === 'drop') {
+        await dropSilencedNotifications(storage.db, [n.notification_id], Date.now());
+        this.options.logger.info(
+          { receiver: this.ref.receiver, origin: this.ref.origin, alert_id: n.alert.id, event: n.event },
+          'alert notification dropped: the episode resolved while silenced',
+        );
+        continue;
+      }
       const attemptedAtMs = Date.now();
       const post = await postJson(
         this.url,

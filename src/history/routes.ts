@@ -21,9 +21,17 @@ function tariffOf(metadata: Record<string, unknown>): number | null {
  * admin, the site's own token); any other site answers 404. Mount at /api/v1, with the read routes.
  */
 export function historyRoutes(
-  deps: ReaderAuthDeps & { storage: Storage; now?: () => number; minuteRetentionDays?: number },
+  deps: ReaderAuthDeps & {
+    storage: Storage;
+    /** Where series and energy are read: a streaming standby when configured, else `storage`. */
+    history?: Storage;
+    now?: () => number;
+    minuteRetentionDays?: number;
+  },
 ) {
   const { storage } = deps;
+  // Who may read and the site itself come from the primary (fresh); the history from `history`.
+  const history = deps.history ?? storage;
   const now = deps.now ?? Date.now;
   const readerOf = readerAuthenticator(deps);
 
@@ -35,13 +43,13 @@ export function historyRoutes(
       const { id } = parseParams(SiteIdParams, c.req.param());
       const query = parseQuery(SeriesQuery, c.req.query());
       const site = await siteOf(c, id);
-      return c.json(await siteSeries(storage, site, query, now()));
+      return c.json(await siteSeries(history, site, query, now()));
     })
     .get('/sites/:id/devices/:device/series', async (c) => {
       const { id, device } = parseParams(SiteDeviceParams, c.req.param());
       const query = parseQuery(SeriesQuery, c.req.query());
       await siteOf(c, id);
-      return c.json(await deviceSeries(storage, id, device, query, now()));
+      return c.json(await deviceSeries(history, id, device, query, now()));
     })
     .get('/sites/:id/energy', async (c) => {
       const { id } = parseParams(SiteIdParams, c.req.param());
@@ -49,7 +57,7 @@ export function historyRoutes(
       const site = await siteOf(c, id);
       return c.json(
         await siteEnergy(
-          storage,
+          history,
           {
             id: site.id,
             capacity_w: site.capacity_w,

@@ -3,6 +3,13 @@
  * routes validate with. tests/openapi.test.ts holds this list to the app's registered routes.
  */
 import { z } from 'zod';
+import {
+  AcknowledgeRequest,
+  AlertIdParams,
+  NewSilenceRequest,
+  SilenceIdParams,
+  SilencesQuery,
+} from '../alerting/actions.ts';
 import { AlertsQuery, SiteAlertsQuery } from '../alerting/routes.ts';
 import { EnergyQuery } from '../history/energy.ts';
 import { SeriesQuery } from '../history/query.ts';
@@ -37,6 +44,54 @@ const READ_ERRORS = {
   '401': error('missing or unknown token'),
   '404': error('no such site, or not one this token may read'),
 };
+
+/** Acknowledging and silencing: any reader authenticates; only the admin and operators act. */
+const ACTION_ERRORS = {
+  '400': error('invalid input, naming the field'),
+  '401': error('missing or unknown token'),
+  '403': error('`forbidden`: a viewer or site token (or an operator limited to some sites, for every site)'),
+};
+
+const Acknowledgement = z.object({
+  by: z.string().describe('the named token\'s name, or "admin"'),
+  at: z.string(),
+  comment: z.string().nullable(),
+});
+const AlertView = z.object({
+  id: z.number(),
+  alertname: z.string(),
+  severity: z.string(),
+  state: z.enum(['pending', 'firing', 'resolved']),
+  site: z.object({ id: z.number(), name: z.string(), kind: z.string() }),
+  value: z.number().nullable(),
+  threshold: z.number().nullable(),
+  started_at: z.string(),
+  fired_at: z.string().nullable(),
+  resolved_at: z.string().nullable(),
+  last_notified_at: z.string().nullable(),
+  summary: z.string().nullable(),
+  description: z.string().nullable(),
+  labels: z.record(z.string(), z.string()),
+  annotations: z.record(z.string(), z.string()),
+  acknowledgement: Acknowledgement.nullable(),
+  silenced_by: z.array(z.number()).describe('ids of the silences holding it now'),
+});
+const SilenceView = z.object({
+  id: z.number(),
+  state: z.enum(['active', 'expired']),
+  site: z.object({ id: z.number(), name: z.string() }).nullable().describe('null: every site'),
+  alertname: z.string().nullable().describe('null: every alert'),
+  starts_at: z.string(),
+  ends_at: z.string().describe('the end it was created with'),
+  expired_at: z.string().nullable(),
+  expired_by: z.string().nullable(),
+  effective_ends_at: z.string(),
+  comment: z.string(),
+  created_by: z.string(),
+  created_at: z.string(),
+});
+const AlertAnswer = z.object({ alert: AlertView });
+const SilenceAnswer = z.object({ silence: SilenceView });
 
 const Rejection = z.object({ index: z.number(), field: z.string(), code: z.string(), message: z.string() });
 const IngestAnswer = z.object({
@@ -102,6 +157,40 @@ export const API_ROUTES: readonly RouteDoc[] = [
     tag: 'service',
     auth: 'metrics',
     responses: { '200': { description: 'text exposition format', contentType: 'text/plain' } },
+  },
+  {
+    method: 'get',
+    path: '/',
+    summary: 'the web console (src/console/): one page that reads the API with the token it is given',
+    tag: 'console',
+    auth: 'none',
+    responses: { '200': { description: 'HTML', contentType: 'text/html' }, '304': ok('not modified') },
+  },
+  {
+    method: 'get',
+    path: '/console/assets/:file',
+    summary: "the console's scripts and styles, served from the package",
+    tag: 'console',
+    auth: 'none',
+    params: z.strictObject({ file: z.string() }),
+    responses: {
+      '200': { description: 'the file', contentType: 'text/javascript' },
+      '304': ok('not modified'),
+      '404': error('no such asset'),
+    },
+  },
+  {
+    method: 'get',
+    path: '/console/session',
+    summary: "who the console's token is: its role, name and sites",
+    tag: 'console',
+    auth: 'reader',
+    query: NoQuery,
+    responses: {
+      '200': ok('the session'),
+      '400': error('invalid query'),
+      '401': error('missing or unknown token'),
+    },
   },
   {
     method: 'get',
@@ -220,8 +309,97 @@ export const API_ROUTES: readonly RouteDoc[] = [
   },
   {
     method: 'post',
+    path: '/api/v1/alerts/:id/ack',
+    summary:
+      'acknowledge a firing alert (admin or operator token); shown in the API, webhooks and Alertmanager annotations; acknowledging again replaces it',
+    tag: 'alerts',
+    auth: 'reader',
+    params: AlertIdParams,
+    query: NoQuery,
+    body: [{ contentType: 'application/json', schema: AcknowledgeRequest }],
+    responses: {
+      '200': ok('the alert, acknowledged', AlertAnswer),
+      '404': error('no such alert, or one of a site this token may not read'),
+      '409': error('`alert_not_firing`: pending or resolved'),
+      ...ACTION_ERRORS,
+    },
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/alerts/:id/ack',
+    summary: "take a firing alert's acknowledgement back (admin or operator token)",
+    tag: 'alerts',
+    auth: 'reader',
+    params: AlertIdParams,
+    query: NoQuery,
+    responses: {
+      '200': ok('the alert, unacknowledged', AlertAnswer),
+      '404': error('no such alert, or one of a site this token may not read'),
+      '409': error('`alert_not_firing`: pending or resolved'),
+      ...ACTION_ERRORS,
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/silences',
+    summary: 'silences of the sites the caller may read, and those of every site; newest first',
+    tag: 'alerts',
+    auth: 'reader',
+    query: SilencesQuery,
+    responses: {
+      '200': ok('the silences', z.object({ silences: z.array(SilenceView) })),
+      ...READ_ERRORS,
+    },
+  },
+  {
+    method: 'post',
+    path: '/api/v1/silences',
+    summary:
+      'silence a site (or every site) and an alert (or every alert) from now until ends_at (admin or operator token)',
+    tag: 'alerts',
+    auth: 'reader',
+    query: NoQuery,
+    body: [{ contentType: 'application/json', schema: NewSilenceRequest }],
+    responses: {
+      '201': ok('created', SilenceAnswer),
+      '404': error('no such site, or one this token may not read (`field: "site"`)'),
+      ...ACTION_ERRORS,
+    },
+  },
+  {
+    method: 'get',
+    path: '/api/v1/silences/:id',
+    summary: 'one silence',
+    tag: 'alerts',
+    auth: 'reader',
+    params: SilenceIdParams,
+    query: NoQuery,
+    responses: {
+      '200': ok('the silence', SilenceAnswer),
+      '404': error('no such silence, or one of a site this token may not read'),
+      '400': error('invalid query'),
+      '401': error('missing or unknown token'),
+    },
+  },
+  {
+    method: 'delete',
+    path: '/api/v1/silences/:id',
+    summary: 'expire a silence now (admin or operator token); one already ended is returned as it is',
+    tag: 'alerts',
+    auth: 'reader',
+    params: SilenceIdParams,
+    query: NoQuery,
+    responses: {
+      '200': ok('the silence, expired', SilenceAnswer),
+      '404': error('no such silence, or one of a site this token may not read'),
+      ...ACTION_ERRORS,
+    },
+  },
+  {
+    method: 'post',
     path: '/api/v1/tokens',
-    summary: 'create a named read-only token; the token is returned only here',
+    summary:
+      'create a named token (viewer: reads; operator: reads, acknowledges, silences); the token is returned only here',
     tag: 'tokens',
     auth: 'admin',
     query: NoQuery,
@@ -383,7 +561,8 @@ export const API_ROUTES: readonly RouteDoc[] = [
   {
     method: 'get',
     path: '/api/v1/sites/:id/devices/:device/series',
-    summary: "one device's metric over time, core or extra; whole-hour steps of a core metric read the device-hour rollup",
+    summary:
+      "one device's metric over time, core or extra; whole-hour steps of a core metric read the device-hour rollup",
     tag: 'read',
     auth: 'reader',
     params: SiteDeviceParams,

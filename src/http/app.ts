@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import { alertRoutes } from '../alerting/routes.ts';
+import { consoleRoutes } from '../console/index.ts';
 import { HashwattError } from '../errors.ts';
 import type { FleetReader } from '../fleet/index.ts';
 import type { Thresholds } from '../fleet/thresholds.ts';
@@ -35,6 +36,8 @@ export interface MetricsEndpoint {
 
 export interface AppDeps {
   storage: Storage;
+  /** A read standby for series and energy (HASHWATT_READ_DATABASE_URL); default `storage`. */
+  historyStorage?: Storage;
   /** Days the site-minute rollup is kept (energy reads hours past it); default 90. */
   minuteRetentionDays?: number;
   pipeline: IngestPipeline;
@@ -116,6 +119,14 @@ export function createApp(deps: AppDeps) {
   );
 
   app.route('/', openApiRoutes(openApiDocument(API_ROUTES, SERVICE_VERSION)));
+  app.route(
+    '/',
+    consoleRoutes({
+      adminToken: deps.adminToken,
+      authenticateSite: deps.authenticateSite,
+      authenticateViewer: deps.authenticateViewer,
+    }),
+  );
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
     const readiness = await deps.readiness();
@@ -149,7 +160,18 @@ export function createApp(deps: AppDeps) {
     '/api/v1',
     historyRoutes({
       storage: deps.storage,
+      ...(deps.historyStorage && { history: deps.historyStorage }),
       ...(deps.minuteRetentionDays !== undefined && { minuteRetentionDays: deps.minuteRetentionDays }),
+      adminToken: deps.adminToken,
+      authenticateSite: deps.authenticateSite,
+      authenticateViewer: deps.authenticateViewer,
+    }),
+  );
+  // Alerts and silences authenticate their readers (any reader, for the sites it reads).
+  app.route(
+    '/api/v1',
+    alertRoutes({
+      storage: deps.storage,
       adminToken: deps.adminToken,
       authenticateSite: deps.authenticateSite,
       authenticateViewer: deps.authenticateViewer,
@@ -168,8 +190,6 @@ export function createApp(deps: AppDeps) {
   app.use('/api/v1/tokens/*', requireAdmin(deps.adminToken));
   app.use('/api/v1/tokens', requireAdmin(deps.adminToken));
   app.route('/api/v1/tokens', apiTokenRoutes({ storage: deps.storage }));
-  app.use('/api/v1/alerts', requireAdmin(deps.adminToken));
-  app.route('/api/v1', alertRoutes({ storage: deps.storage }));
   app.route('/api/v1/ingest', ingestRoutes(deps.pipeline, deps.authenticateSite));
   const unmapped =
     deps.unmapped ??

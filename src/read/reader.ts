@@ -8,14 +8,17 @@ import { findSite } from '../storage/sites.ts';
 import type { ApiTokenGrant } from '../tokens/index.ts';
 
 /**
- * Who is reading: the admin reads every site, a site's own ingest token only that site. Read-only
- * viewer tokens (all sites or a listed set) are one more variant here and one more lookup below.
+ * Who is reading: the admin reads every site, a site's own ingest token only that site. Named
+ * tokens (all sites or a listed set) read like each other; an operator may also acknowledge and
+ * silence alerts of the sites it reads (`mayOperate`).
  */
 export type Reader =
   | { kind: 'admin' }
   | { kind: 'site'; siteId: number }
   /** A named read-only token: every site (`siteIds` undefined) or those listed. */
-  | { kind: 'viewer'; tokenId: number; name: string; siteIds: ReadonlySet<number> | undefined };
+  | { kind: 'viewer'; tokenId: number; name: string; siteIds: ReadonlySet<number> | undefined }
+  /** A named token that reads like a viewer and acknowledges and silences alerts of those sites. */
+  | { kind: 'operator'; tokenId: number; name: string; siteIds: ReadonlySet<number> | undefined };
 
 export interface ReaderAuthDeps {
   /** Unset, no token is the admin's; site tokens still read their own site. */
@@ -36,7 +39,7 @@ export function readerAuthenticator({ adminToken, authenticateSite, authenticate
     // Compared by digest in constant time, as requireAdmin does: a wrong guess says nothing.
     if (adminDigest && digestsEqual(hashToken(token), adminDigest)) return { kind: 'admin' };
     const viewer = await authenticateViewer?.(token);
-    if (viewer) return { kind: 'viewer', tokenId: viewer.id, name: viewer.name, siteIds: viewer.siteIds };
+    if (viewer) return { kind: viewer.role, tokenId: viewer.id, name: viewer.name, siteIds: viewer.siteIds };
     const site = await authenticateSite(token);
     if (site) return { kind: 'site', siteId: site.id };
     throw unauthorized('unknown token');
@@ -51,7 +54,39 @@ export function mayRead(reader: Reader, siteId: number): boolean {
     case 'site':
       return reader.siteId === siteId;
     case 'viewer':
+    case 'operator':
       return reader.siteIds === undefined || reader.siteIds.has(siteId);
+  }
+}
+
+/**
+ * True when the reader may acknowledge and silence alerts of the site (`null`: of every site at
+ * once, which takes a token that reads every site): the admin, and an operator for what it reads.
+ */
+export function mayOperate(reader: Reader, siteId: number | null): boolean {
+  if (reader.kind === 'admin') return true;
+  if (reader.kind !== 'operator') return false;
+  return siteId === null ? reader.siteIds === undefined : mayRead(reader, siteId);
+}
+
+/** Who acts, for the audit fields of acknowledgements and silences: "admin" or the token's name. */
+export function actorOf(reader: Reader): { name: string; tokenId: number | null } | undefined {
+  if (reader.kind === 'admin') return { name: 'admin', tokenId: null };
+  if (reader.kind === 'operator' || reader.kind === 'viewer')
+    return { name: reader.name, tokenId: reader.tokenId };
+  return undefined;
+}
+
+/** The sites a reader is limited to; undefined when it reads every site. */
+export function readableSiteIds(reader: Reader): readonly number[] | undefined {
+  switch (reader.kind) {
+    case 'admin':
+      return undefined;
+    case 'site':
+      return [reader.siteId];
+    case 'viewer':
+    case 'operator':
+      return reader.siteIds === undefined ? undefined : [...reader.siteIds];
   }
 }
 

@@ -32,6 +32,8 @@ function alert(id: number, siteId: number): AlertView {
     description: null,
     labels: {},
     annotations: {},
+    acknowledgement: null,
+    silenced_by: [],
   };
 }
 

@@ -24,6 +24,16 @@ export interface RollupJobOptions {
   budgetSiteMinutes?: number;
   /** A run stops starting transactions after this long (default 5 s), to leave the database to ingest. */
   maxRunMs?: number;
+  /**
+   * Whether ingest is saturated (its write queue filling). Then the job yields: one small
+   * transaction at a time, resting so that it spends at most `busyDuty` of the wall time building
+   * (default 0.1). It falls behind meanwhile (hashwatt_rollup_lag_seconds) and reads compute the
+   * pending buckets from raw; it catches up once ingest is below saturation again.
+   */
+  ingestBusy?: () => boolean;
+  busyDuty?: number;
+  /** Site-minutes of one transaction while ingest is busy (default 10). */
+  busyBudgetSiteMinutes?: number;
   now?: () => number;
 }
 
@@ -33,6 +43,7 @@ export interface RollupJobOptions {
  */
 export class RollupJob {
   readonly #o: Required<Omit<RollupJobOptions, 'registry'>>;
+  #restUntil = 0;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
@@ -46,6 +57,9 @@ export class RollupJob {
       graceMs: 5_000,
       budgetSiteMinutes: 120,
       maxRunMs: 5_000,
+      ingestBusy: () => false,
+      busyDuty: 0.1,
+      busyBudgetSiteMinutes: 10,
       now: Date.now,
       ...options,
     };
@@ -101,9 +115,16 @@ export class RollupJob {
       this.#leader = await this.#o.lease.check();
       if (!this.#leader) return;
       const started = this.#o.now();
+      if (this.#o.ingestBusy()) {
+        if (started < this.#restUntil) return;
+        await this.runOnce(this.#o.busyBudgetSiteMinutes);
+        const spent = this.#o.now() - started;
+        this.#restUntil = this.#o.now() + spent * (1 / this.#o.busyDuty - 1);
+        return;
+      }
       let step: RollupStep;
       do step = await this.runOnce();
-      while (step.more && !this.#stopped && this.#o.now() - started < this.#o.maxRunMs);
+      while (step.more && !this.#stopped && !this.#o.ingestBusy() && this.#o.now() - started < this.#o.maxRunMs);
     } catch (error) {
       this.#failures?.inc();
       this.#o.logger.warn({ err: String(error) }, 'rollup run failed; retrying at the next interval');
@@ -111,9 +132,9 @@ export class RollupJob {
   }
 
   /** One bounded transaction of work, regardless of the lease (tests and the benchmark call it). */
-  async runOnce(): Promise<RollupStep> {
+  async runOnce(budgetSiteMinutes = this.#o.budgetSiteMinutes): Promise<RollupStep> {
     const closedMs = Math.floor((this.#o.now() - this.#o.graceMs) / MINUTE_MS) * MINUTE_MS;
-    const step = await rollupStep(this.#o.storage.db, closedMs, this.#o.budgetSiteMinutes);
+    const step = await rollupStep(this.#o.storage.db, closedMs, budgetSiteMinutes);
     if (step.siteMinutes > 0) this.#built?.inc({ tier: '1m' }, step.siteMinutes);
     if (step.hours > 0) this.#built?.inc({ tier: '1h' }, step.hours);
     return step;

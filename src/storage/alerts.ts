@@ -1,4 +1,12 @@
-import { type ColumnType, type Generated, type Kysely, type Selectable, sql, type Transaction } from 'kysely';
+import {
+  type ColumnType,
+  type Generated,
+  type Kysely,
+  type RawBuilder,
+  type Selectable,
+  sql,
+  type Transaction,
+} from 'kysely';
 import type { Database, SiteKind } from './schema.ts';
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -11,7 +19,8 @@ export const ALERT_ROW_STATES = ['pending', 'firing', 'resolved'] as const;
 export type AlertRowState = (typeof ALERT_ROW_STATES)[number];
 export type NotificationEvent = 'firing' | 'resolved';
 export type ReceiverKind = 'alertmanager' | 'webhook';
-export type NotificationOutcome = 'delivered' | 'rejected' | 'abandoned';
+/** `silenced`: a silence kept it from a webhook for good (docs/alerting.md, "Silences"). */
+export type NotificationOutcome = 'delivered' | 'rejected' | 'abandoned' | 'silenced';
 export type AttemptOutcome = 'delivered' | 'failed' | 'rejected';
 
 export interface AlertsTable {
@@ -30,6 +39,25 @@ export interface AlertsTable {
   last_notified_at: NullableTimestamp;
   labels: JsonStrings;
   annotations: JsonStrings;
+  acknowledged_at: NullableTimestamp;
+  acknowledged_by: string | null;
+  acknowledged_by_token_id: number | null;
+  acknowledgement_comment: string | null;
+}
+
+export interface AlertSilencesTable {
+  id: Generated<number>;
+  uid: Generated<string>;
+  site_id: number | null;
+  alertname: string | null;
+  starts_at: Timestamp;
+  ends_at: Timestamp;
+  comment: string;
+  created_by: string;
+  created_by_token_id: number | null;
+  created_at: DefaultedTimestamp;
+  expired_at: NullableTimestamp;
+  expired_by: string | null;
 }
 
 export interface AlertNotificationsTable {
@@ -57,15 +85,20 @@ export interface AlertDeliveryAttemptsTable {
   error: string | null;
 }
 
-/** The alerting tables (migrations/2026-11-24T01-00-alerts.ts); see docs/alerting.md. */
+/**
+ * The alerting tables (migrations/2026-11-24T01-00-alerts.ts, 2026-12-02T01-00-alert-ack-silence.ts);
+ * see docs/alerting.md.
+ */
 export type AlertTables = {
   alerts: AlertsTable;
   alert_notifications: AlertNotificationsTable;
   alert_delivery_attempts: AlertDeliveryAttemptsTable;
+  alert_silences: AlertSilencesTable;
 };
 
 export type AlertRow = Selectable<AlertsTable>;
 export type DeliveryAttemptRow = Selectable<AlertDeliveryAttemptsTable>;
+export type SilenceRow = Selectable<AlertSilencesTable>;
 
 type AlertsDb = Kysely<Database & AlertTables>;
 
@@ -77,6 +110,31 @@ function withAlerts(db: Kysely<Database>): AlertsDb {
 export interface AlertWithSite extends AlertRow {
   site_name: string;
   site_kind: SiteKind;
+  /** Ids of the silences holding it now (open episodes only; a resolved one is never silenced). */
+  silenced_by: number[];
+}
+
+/**
+ * The ids of the silences holding the alert aliased `a` at the instant `at` (a column or a value),
+ * as a subquery: a silence covers the alert when its site and alert name are the alert's or null
+ * (every), and holds from `starts_at` (included) to its end (excluded), the earlier of `ends_at`
+ * and `expired_at` (LEAST ignores a null). The same rule as `isSilenced` in
+ * src/alerting/silences.ts; tests/alerting-silences.test.ts holds the two to agreement.
+ */
+function coveringSilences(at: RawBuilder<Date> | Date) {
+  const instant = at instanceof Date ? sql`${at}::timestamptz` : at;
+  return sql`
+    SELECT z.id FROM alert_silences z
+    WHERE (z.site_id IS NULL OR z.site_id = a.site_id)
+      AND (z.alertname IS NULL OR z.alertname = a.alertname)
+      AND z.starts_at <= ${instant} AND ${instant} < LEAST(z.ends_at, z.expired_at)`;
+}
+
+/** `silenced_by` of an alert aliased `a`, now: an int array, empty when nothing holds it. */
+function silencedBy(nowMs: number) {
+  return sql<number[]>`CASE WHEN a.state = 'resolved' THEN ARRAY[]::integer[] ELSE ARRAY(${coveringSilences(
+    new Date(nowMs),
+  )} ORDER BY z.id) END`;
 }
 
 /** The column values of an alert row the engine writes. */
@@ -227,18 +285,26 @@ export interface DueNotification {
   event: NotificationEvent;
   attempts: number;
   alert: AlertWithSite;
+  /** The episode resolved while a silence held it (honoured silences only; else false). */
+  resolved_while_silenced: boolean;
+  /** This receiver's firing announcement of the episode was dropped by a silence. */
+  firing_dropped: boolean;
 }
 
 /**
  * Announcements due for one receiver, oldest first. One alert's announcements go out in order: a
  * row waits while an earlier one of the same alert and receiver is unfinished (in backoff).
+ * With `honourSilences` (webhooks), announcements of alerts a silence holds now are left out, in
+ * SQL, so a long silence never fills the batch and holds up everyone else's.
  */
 export async function dueNotifications(
   db: Kysely<Database>,
   receiverKey: string,
   nowMs: number,
   limit: number,
+  options: { honourSilences: boolean } = { honourSilences: false },
 ): Promise<DueNotification[]> {
+  const honour = options.honourSilences;
   const rows = await withAlerts(db)
     .selectFrom('alert_notifications as n')
     .innerJoin('alerts as a', 'a.id', 'n.alert_id')
@@ -250,6 +316,17 @@ export async function dueNotifications(
       'n.attempts as attempts',
       's.name as site_name',
       's.kind as site_kind',
+      (honour
+        ? sql<boolean>`(a.resolved_at IS NOT NULL AND EXISTS (${coveringSilences(sql`a.resolved_at`)}))`
+        : sql<boolean>`false`
+      ).as('resolved_while_silenced'),
+      (honour
+        ? sql<boolean>`EXISTS (
+            SELECT 1 FROM alert_notifications f
+            WHERE f.alert_id = n.alert_id AND f.receiver_key = n.receiver_key
+              AND f.event = 'firing' AND f.outcome = 'silenced')`
+        : sql<boolean>`false`
+      ).as('firing_dropped'),
     ])
     .where('n.outcome', 'is', null)
     .where('n.receiver_key', '=', receiverKey)
@@ -266,15 +343,36 @@ export async function dueNotifications(
         ),
       ),
     )
+    .$if(honour, (q) => q.where(sql<boolean>`NOT EXISTS (${coveringSilences(new Date(nowMs))})`))
     .orderBy('n.id')
     .limit(limit)
     .execute();
-  return rows.map(({ notification_id, event, attempts, ...alert }) => ({
-    notification_id,
-    event,
-    attempts,
-    alert,
-  }));
+  return rows.map(
+    ({ notification_id, event, attempts, resolved_while_silenced, firing_dropped, ...alert }) => ({
+      notification_id,
+      event,
+      attempts,
+      // Honoured, nothing due is silenced now; not honoured (Alertmanager), the receiver judges.
+      alert: { ...alert, silenced_by: [] },
+      resolved_while_silenced: resolved_while_silenced === true,
+      firing_dropped: firing_dropped === true,
+    }),
+  );
+}
+
+/** Finishes announcements a silence kept from their receiver for good (no attempt is made). */
+export async function dropSilencedNotifications(
+  db: Kysely<Database>,
+  notificationIds: readonly number[],
+  nowMs: number,
+): Promise<void> {
+  if (notificationIds.length === 0) return;
+  await withAlerts(db)
+    .updateTable('alert_notifications')
+    .set({ outcome: 'silenced', finished_at: new Date(nowMs) })
+    .where('id', 'in', [...notificationIds])
+    .where('outcome', 'is', null)
+    .execute();
 }
 
 /** One delivery attempt of one announcement and what becomes of the announcement. */
@@ -369,29 +467,271 @@ export async function abandonUnknownReceivers(
 export interface AlertFilter {
   state?: AlertRowState;
   siteId?: number;
+  /** Only these sites (a reader restricted to some); undefined: every site. */
+  siteIds?: readonly number[];
   limit: number;
+  /** The instant `silenced_by` is judged at; default now. */
+  nowMs?: number;
 }
 
-/** Alerts newest first, with their site. */
-export async function listAlerts(db: Kysely<Database>, filter: AlertFilter): Promise<AlertWithSite[]> {
-  let query = withAlerts(db)
+function alertsWithSite(db: Kysely<Database>, nowMs: number) {
+  return withAlerts(db)
     .selectFrom('alerts as a')
     .innerJoin('sites as s', 's.id', 'a.site_id')
     .selectAll('a')
-    .select(['s.name as site_name', 's.kind as site_kind']);
+    .select(['s.name as site_name', 's.kind as site_kind', silencedBy(nowMs).as('silenced_by')]);
+}
+
+/** Alerts newest first, with their site and the silences holding them. */
+export async function listAlerts(db: Kysely<Database>, filter: AlertFilter): Promise<AlertWithSite[]> {
+  let query = alertsWithSite(db, filter.nowMs ?? Date.now());
   if (filter.state) query = query.where('a.state', '=', filter.state);
   if (filter.siteId !== undefined) query = query.where('a.site_id', '=', filter.siteId);
+  if (filter.siteIds !== undefined) {
+    if (filter.siteIds.length === 0) return [];
+    query = query.where('a.site_id', 'in', filter.siteIds);
+  }
   return query.orderBy('a.started_at', 'desc').orderBy('a.id', 'desc').limit(filter.limit).execute();
 }
 
-/** Every firing alert's labels, for the alerts-firing gauge of replicas that do not evaluate. */
-export async function listFiringLabels(db: Kysely<Database>): Promise<Record<string, string>[]> {
+/** One alert with its site, or undefined. */
+export async function findAlert(
+  db: Kysely<Database>,
+  id: number,
+  nowMs = Date.now(),
+): Promise<AlertWithSite | undefined> {
+  return alertsWithSite(db, nowMs).where('a.id', '=', id).executeTakeFirst();
+}
+
+/** Who acknowledged an episode, when and why. */
+export interface Acknowledgement {
+  by: string;
+  /** The named token's id; null for the admin token. */
+  byTokenId: number | null;
+  atMs: number;
+  comment: string | null;
+}
+
+/**
+ * Acknowledges a firing episode (`ack` null: takes the acknowledgement back). Only a firing row is
+ * changed, in one statement, so an episode resolving at the same moment is never acknowledged
+ * after the fact. The engine's own updates never touch these columns.
+ */
+export async function setAlertAcknowledgement(
+  db: Kysely<Database>,
+  id: number,
+  ack: Acknowledgement | null,
+): Promise<'done' | 'not_found' | 'not_firing'> {
+  const result = await withAlerts(db)
+    .updateTable('alerts')
+    .set({
+      acknowledged_at: ack ? new Date(ack.atMs) : null,
+      acknowledged_by: ack?.by ?? null,
+      acknowledged_by_token_id: ack?.byTokenId ?? null,
+      acknowledgement_comment: ack?.comment ?? null,
+    })
+    .where('id', '=', id)
+    .where('state', '=', 'firing')
+    .executeTakeFirst();
+  if (result.numUpdatedRows > 0n) return 'done';
+  const row = await withAlerts(db).selectFrom('alerts').select('id').where('id', '=', id).executeTakeFirst();
+  return row ? 'not_firing' : 'not_found';
+}
+
+/** A firing alert as the alerting metrics need it on replicas that do not evaluate. */
+export interface FiringAlertRef {
+  siteId: number;
+  alertname: string;
+  labels: Record<string, string>;
+}
+
+/** Every firing alert, from the database. */
+export async function listFiringAlerts(db: Kysely<Database>): Promise<FiringAlertRef[]> {
   const rows = await withAlerts(db)
     .selectFrom('alerts')
-    .select('labels')
+    .select(['site_id', 'alertname', 'labels'])
     .where('state', '=', 'firing')
     .execute();
-  return rows.map((r) => r.labels);
+  return rows.map((r) => ({ siteId: r.site_id, alertname: r.alertname, labels: r.labels }));
+}
+
+/** The acknowledgements of firing alerts, by alert id, for the re-send to Alertmanager. */
+export async function listFiringAcknowledgements(
+  db: Kysely<Database>,
+): Promise<Map<number, Acknowledgement>> {
+  const rows = await withAlerts(db)
+    .selectFrom('alerts')
+    .select([
+      'id',
+      'acknowledged_at',
+      'acknowledged_by',
+      'acknowledged_by_token_id',
+      'acknowledgement_comment',
+    ])
+    .where('state', '=', 'firing')
+    .where('acknowledged_at', 'is not', null)
+    .execute();
+  const out = new Map<number, Acknowledgement>();
+  for (const r of rows) {
+    const ack = acknowledgementOf(r);
+    if (ack) out.set(r.id, ack);
+  }
+  return out;
+}
+
+/** The acknowledgement columns of a row as one value, or null when it is not acknowledged. */
+export function acknowledgementOf(
+  row: Pick<
+    AlertRow,
+    'acknowledged_at' | 'acknowledged_by' | 'acknowledged_by_token_id' | 'acknowledgement_comment'
+  >,
+): Acknowledgement | null {
+  if (row.acknowledged_at === null || row.acknowledged_by === null) return null;
+  return {
+    by: row.acknowledged_by,
+    byTokenId: row.acknowledged_by_token_id,
+    atMs: row.acknowledged_at.getTime(),
+    comment: row.acknowledgement_comment,
+  };
+}
+
+// --- Silences -------------------------------------------------------------------------------
+
+/** A silence row with its site's name (null for a silence of every site). */
+export interface SilenceWithSite extends SilenceRow {
+  site_name: string | null;
+}
+
+function silencesWithSite(db: Kysely<Database>) {
+  return withAlerts(db)
+    .selectFrom('alert_silences as z')
+    .leftJoin('sites as s', 's.id', 'z.site_id')
+    .selectAll('z')
+    .select('s.name as site_name');
+}
+
+export interface NewSilence {
+  siteId: number | null;
+  alertname: string | null;
+  startsAtMs: number;
+  endsAtMs: number;
+  comment: string;
+  createdBy: string;
+  createdByTokenId: number | null;
+}
+
+export async function insertSilence(db: Kysely<Database>, input: NewSilence): Promise<SilenceWithSite> {
+  const { id } = await withAlerts(db)
+    .insertInto('alert_silences')
+    .values({
+      site_id: input.siteId,
+      alertname: input.alertname,
+      starts_at: new Date(input.startsAtMs),
+      ends_at: new Date(input.endsAtMs),
+      comment: input.comment,
+      created_by: input.createdBy,
+      created_by_token_id: input.createdByTokenId,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return silencesWithSite(db).where('z.id', '=', id).executeTakeFirstOrThrow();
+}
+
+export async function findSilence(db: Kysely<Database>, id: number): Promise<SilenceWithSite | undefined> {
+  return silencesWithSite(db).where('z.id', '=', id).executeTakeFirst();
+}
+
+export interface SilenceFilter {
+  /** Active: in force at `nowMs`; expired: ended by then. */
+  state?: 'active' | 'expired';
+  /** Silences that cover this site: its own and those of every site. */
+  coveringSiteId?: number;
+  /** Only silences of these sites and of every site (a reader limited to some sites); undefined: all. */
+  visibleSiteIds?: readonly number[];
+  nowMs: number;
+  limit: number;
+}
+
+/** The end of the silence aliased `z`: the earlier of its planned end and its expiry. */
+const silenceEnd = sql`LEAST(z.ends_at, z.expired_at)`;
+
+/** Silences newest first. */
+export async function listSilences(db: Kysely<Database>, filter: SilenceFilter): Promise<SilenceWithSite[]> {
+  const now = new Date(filter.nowMs);
+  let query = silencesWithSite(db);
+  if (filter.state === 'active') {
+    query = query.where('z.starts_at', '<=', now).where(sql<boolean>`${now}::timestamptz < ${silenceEnd}`);
+  } else if (filter.state === 'expired') {
+    // Silences start when created: one not in force has ended.
+    query = query.where((eb) =>
+      eb.or([eb('z.starts_at', '>', now), sql<boolean>`${now}::timestamptz >= ${silenceEnd}`]),
+    );
+  }
+  const covering = filter.coveringSiteId;
+  if (covering !== undefined) {
+    query = query.where((eb) => eb.or([eb('z.site_id', 'is', null), eb('z.site_id', '=', covering)]));
+  }
+  const visible = filter.visibleSiteIds;
+  if (visible !== undefined) {
+    query = query.where((eb) =>
+      visible.length === 0
+        ? eb('z.site_id', 'is', null)
+        : eb.or([eb('z.site_id', 'is', null), eb('z.site_id', 'in', [...visible])]),
+    );
+  }
+  return query.orderBy('z.created_at', 'desc').orderBy('z.id', 'desc').limit(filter.limit).execute();
+}
+
+/** Silences in force at `nowMs`, with their site's name: what receivers honour and mirror. */
+export async function listActiveSilences(db: Kysely<Database>, nowMs: number): Promise<SilenceWithSite[]> {
+  const now = new Date(nowMs);
+  return silencesWithSite(db)
+    .where('z.starts_at', '<=', now)
+    .where(sql<boolean>`${now}::timestamptz < ${silenceEnd}`)
+    .orderBy('z.id')
+    .execute();
+}
+
+/** Ends a silence now, recording who did; false when it had already ended (nothing changes). */
+export async function expireSilence(
+  db: Kysely<Database>,
+  id: number,
+  by: string,
+  nowMs: number,
+): Promise<boolean> {
+  const now = new Date(nowMs);
+  const result = await withAlerts(db)
+    .updateTable('alert_silences')
+    .set({ expired_at: now, expired_by: by })
+    .where('id', '=', id)
+    .where('expired_at', 'is', null)
+    .where('ends_at', '>', now)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Which of `uids` name silences of this database (in any state). */
+export async function knownSilenceUids(db: Kysely<Database>, uids: readonly string[]): Promise<Set<string>> {
+  // Only well-formed uuids reach the query: a comment in Alertmanager is anyone's text.
+  const wellFormed = [...new Set(uids)].filter((u) => UUID.test(u));
+  if (wellFormed.length === 0) return new Set();
+  const rows = await withAlerts(db)
+    .selectFrom('alert_silences')
+    .select('uid')
+    .where('uid', 'in', wellFormed)
+    .execute();
+  return new Set(rows.map((r) => r.uid));
+}
+
+/** Deletes silences that ended before `beforeMs` (the alert history's retention). */
+export async function pruneEndedSilences(db: Kysely<Database>, beforeMs: number): Promise<number> {
+  const result = await withAlerts(db)
+    .deleteFrom('alert_silences')
+    .where(sql<boolean>`LEAST(ends_at, expired_at) < ${new Date(beforeMs)}::timestamptz`)
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
 }
 
 /** Deletes resolved alerts (and their notifications and attempts) resolved before `beforeMs`. */
@@ -424,4 +764,30 @@ export async function listDeliveryAttempts(
     .select(['n.alert_id', 'n.event', 'n.receiver', 'n.receiver_origin']);
   if (alertId !== undefined) query = query.where('n.alert_id', '=', alertId);
   return query.orderBy('d.id').execute();
+}
+
+/** The SQL form of `silencesOf` (src/alerting/silences.ts) for one alert at one instant: ids, ascending. */
+export async function silencesHolding(
+  db: Kysely<Database>,
+  alert: { siteId: number; alertname: string },
+  atMs: number,
+): Promise<number[]> {
+  const { rows } = await sql<{ id: number }>`
+    SELECT c.id FROM (SELECT ${alert.siteId}::integer AS site_id, ${alert.alertname}::text AS alertname) a
+    CROSS JOIN LATERAL (${coveringSilences(new Date(atMs))}) c
+    ORDER BY c.id`.execute(db);
+  return rows.map((r) => r.id);
+}
+
+/** One alert's announcements, oldest first, with what became of them: for operators and tests. */
+export async function listNotifications(
+  db: Kysely<Database>,
+  alertId: number,
+): Promise<Selectable<AlertNotificationsTable>[]> {
+  return withAlerts(db)
+    .selectFrom('alert_notifications')
+    .selectAll()
+    .where('alert_id', '=', alertId)
+    .orderBy('id')
+    .execute();
 }

@@ -316,6 +316,9 @@ export async function rollupStep(
   return db.transaction().execute(async (trx) => {
     // The window sort of a few site-minutes fits; the server default (4 MB) spills it to disk.
     await sql`SET LOCAL work_mem = '64MB'`.execute(trx);
+    // The service's statement timeout (30 s) guards request paths; an hour of a site with
+    // thousands of devices takes longer to build (docs/scaling.md), and nobody waits on it.
+    await sql`SET LOCAL statement_timeout = '10min'`.execute(trx);
     const claimed = await claimMarks(trx, closedMs);
     const minutes = planMinutes(claimed, closedMs, budgetSiteMinutes);
     await buildSiteMinutes(trx, minutes.build);

@@ -83,7 +83,8 @@ export interface DeviceLatestTable extends ReadingMetrics {
   received_at: Timestamp;
 }
 
-export const API_TOKEN_ROLES = ['viewer'] as const;
+/** `operator` came with migrations/2026-12-02T01-00-alert-ack-silence.ts: reads, acknowledges, silences. */
+export const API_TOKEN_ROLES = ['viewer', 'operator'] as const;
 export type ApiTokenRole = (typeof API_TOKEN_ROLES)[number];
 
 export interface ApiTokensTable {

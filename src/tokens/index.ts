@@ -1,3 +1,3 @@
-/** Named API tokens (viewers for now): who, besides the admin and a site's own token, may read. */
+/** Named API tokens: who, besides the admin and a site's own token, may read (viewers) and act on alerts (operators). */
 export { apiTokenRoutes } from './routes.ts';
 export { type ApiTokenGrant, type ApiTokenView, authenticateApiToken } from './service.ts';

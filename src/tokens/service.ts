@@ -13,9 +13,12 @@ export const NewApiTokenRequest = z.strictObject({
     .string()
     .min(1)
     .max(100)
-    .regex(/^[A-Za-z0-9][A-Za-z0-9 ._@-]*$/, 'letters, digits, space, dot, underscore, at, dash'),
+    .regex(/^[A-Za-z0-9][A-Za-z0-9 ._@-]*$/, 'letters, digits, space, dot, underscore, at, dash')
+    // Acknowledgements and silences name the admin token "admin": no named token may pass for it.
+    .refine((name) => name.toLowerCase() !== 'admin', '"admin" names the admin token'),
+  /** `viewer` reads; `operator` reads and acknowledges and silences alerts of those sites. */
   role: z.enum(API_TOKEN_ROLES),
-  /** The sites it may read; absent = every site. */
+  /** The sites it may read (and, for an operator, act on); absent = every site. */
   sites: z.array(z.number().int().min(1).max(2_147_483_647)).min(1).max(1000).optional(),
 });
 export type NewApiTokenRequest = z.infer<typeof NewApiTokenRequest>;
@@ -46,7 +49,7 @@ export function viewApiToken(row: ApiTokenRow): ApiTokenView {
   };
 }
 
-/** Viewer tokens carry their own prefix, so a leaked one is told apart from an ingest token at a glance. */
+/** Named tokens (viewer and operator) carry their own prefix, so a leaked one is told apart from an ingest token at a glance. */
 const VIEWER_PREFIX = 'hwr_';
 
 /** Creates a named token; the token is returned only here. */

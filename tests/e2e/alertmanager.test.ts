@@ -95,12 +95,27 @@ interface AmAlert {
   endsAt: string;
   fingerprint: string;
   generatorURL?: string;
-  status: { state: string };
+  status: { state: string; silencedBy: string[] };
 }
 
 interface AmNotification {
   status: 'firing' | 'resolved';
-  alerts: { status: string; labels: Record<string, string>; startsAt: string; endsAt: string }[];
+  alerts: {
+    status: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    startsAt: string;
+    endsAt: string;
+  }[];
+}
+
+interface AmSilence {
+  id: string;
+  status: { state: string };
+  matchers: { name: string; value: string; isRegex: boolean; isEqual: boolean }[];
+  createdBy: string;
+  comment: string;
+  endsAt: string;
 }
 
 /** Keeps a site reporting until stopped. */
@@ -126,14 +141,14 @@ describe.skipIf(!existsSync(ALERTMANAGER))('notifications to a real Alertmanager
   let service: RunningService;
   let site: CreatedSite;
 
-  const start = () =>
+  const start = (resendMs?: number) =>
     startTestService(db, {
       env: {
         HASHWATT_ALERT_INTERVAL_S: '1',
         HASHWATT_ALERTMANAGER_URLS: am.url,
         HASHWATT_WEBHOOK_URLS: `${hook.url}/hashwatt`,
       },
-      tuning: { alerting: { pollMs: 100 } },
+      tuning: { alerting: { pollMs: 100, ...(resendMs !== undefined && { resendMs }) } },
     });
 
   beforeAll(async () => {
@@ -161,8 +176,15 @@ describe.skipIf(!existsSync(ALERTMANAGER))('notifications to a real Alertmanager
     (await (await fetch(`${am.url}/api/v2/alerts`)).json()) as AmAlert[];
   const amNotifications = (status: string) =>
     fromAm.received.map((r) => r.body as AmNotification).filter((n) => n.status === status);
-  const hookEvents = (event: string) =>
-    hook.received.map((r) => r.body as { event: string; alert: AlertView }).filter((b) => b.event === event);
+  const hookEvents = (event: string, site = 'zeta') =>
+    hook.received
+      .map((r) => r.body as { event: string; alert: AlertView })
+      .filter((b) => b.event === event && b.alert.site.name === site);
+  const amSilences = async (): Promise<AmSilence[]> =>
+    (await (await fetch(`${am.url}/api/v2/silences`)).json()) as AmSilence[];
+  /** Alertmanager's notifications about one site's alerts. */
+  const amNotificationsOf = (site: string, status: string) =>
+    amNotifications(status).filter((n) => n.alerts.some((a) => a.labels.site === site));
 
   it('announces a firing and its resolution once each, across a restart of hashwatt', async () => {
     const stop = feed(service.url, site.token);
@@ -226,4 +248,149 @@ describe.skipIf(!existsSync(ALERTMANAGER))('notifications to a real Alertmanager
     expect(hookEvents('firing')).toHaveLength(1);
     expect(amNotifications('firing')).toHaveLength(1);
   });
+
+  it('mirrors a silence into Alertmanager, which suppresses the alert; shows the acknowledgement; notifies once it is expired', async () => {
+    // Re-sends every second, so an acknowledgement reaches Alertmanager within the test.
+    await service.stop();
+    service = await start(1_000);
+    const eta = await createSite(service.url, 'eta', 'mining', 3.8);
+    await adminRequest(service.url, 'PATCH', `/api/v1/sites/${eta.site.id}`, {
+      thresholds: { site_down_after_s: SITE_DOWN_AFTER_S },
+    });
+    const tokenAnswer = await adminRequest(service.url, 'POST', '/api/v1/tokens', {
+      name: 'ops-carol',
+      role: 'operator',
+    });
+    const { token: operator } = (await tokenAnswer.json()) as { token: string };
+    const asOperator = (method: string, path: string, body?: unknown) =>
+      fetch(service.url + path, {
+        method,
+        headers: { authorization: `Bearer ${operator}`, 'content-type': 'application/json' },
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+      });
+
+    const created = await asOperator('POST', '/api/v1/silences', {
+      site: eta.site.id,
+      alertname: 'SiteDown',
+      ends_at: new Date(Date.now() + 3_600_000).toISOString(),
+      comment: 'replacing the uplink',
+    });
+    expect(created.status).toBe(201);
+    const { silence } = (await created.json()) as { silence: { id: number } };
+
+    // Alertmanager gets a silence of its own, matching site and alertname, ending with hashwatt's.
+    const mirror = await waitFor('the silence in Alertmanager', async () =>
+      (await amSilences()).find(
+        (s) => s.status.state === 'active' && s.comment.startsWith('replacing the uplink'),
+      ),
+    );
+    expect(mirror.matchers).toEqual(
+      expect.arrayContaining([
+        { name: 'site', value: 'eta', isRegex: false, isEqual: true },
+        { name: 'alertname', value: 'SiteDown', isRegex: false, isEqual: true },
+      ]),
+    );
+    expect(mirror.createdBy).toBe('ops-carol (hashwatt)');
+    expect(mirror.comment).toMatch(/\[hashwatt:[0-9a-f-]{36}\]$/);
+
+    const stop = feed(service.url, eta.token);
+    await new Promise((r) => setTimeout(r, 1_000));
+    await stop();
+    const firing = await waitFor('SiteDown firing at eta', async () => {
+      const answer = (await (
+        await adminRequest(service.url, 'GET', '/api/v1/alerts?state=firing&site=eta')
+      ).json()) as {
+        alerts: AlertView[];
+      };
+      return answer.alerts[0];
+    });
+    expect(firing.silenced_by).toEqual([silence.id]);
+    // hashwatt keeps Alertmanager told: the alert is there, suppressed by the mirrored silence.
+    const suppressed = await waitFor('the alert suppressed in Alertmanager', async () =>
+      (await amAlerts()).find((a) => a.labels.site === 'eta' && a.status.state === 'suppressed'),
+    );
+    expect(suppressed.status.silencedBy).toEqual([mirror.id]);
+
+    // An acknowledgement reaches Alertmanager's annotations with the next re-send.
+    const acked = await asOperator('POST', `/api/v1/alerts/${firing.id}/ack`, { comment: 'on site' });
+    expect(acked.status).toBe(200);
+    const withAck = await waitFor('the acknowledgement in Alertmanager', async () =>
+      (await amAlerts()).find(
+        (a) => a.labels.site === 'eta' && a.annotations.acknowledged_by === 'ops-carol',
+      ),
+    );
+    expect(withAck.annotations).toMatchObject({ acknowledgement_comment: 'on site' });
+    expect(withAck.status.state).toBe('suppressed');
+    // Two more re-sends after that, each followed in Alertmanager by a group interval (1 s) that would
+    // have notified an alert that is not silenced: nobody was told.
+    const ackedNotifiedAt = Date.parse((await firingNow('eta'))!.last_notified_at!);
+    await waitFor('two more re-sends', async () => {
+      const now = await firingNow('eta');
+      return now?.last_notified_at && Date.parse(now.last_notified_at) > ackedNotifiedAt + 1_500;
+    });
+    expect(amNotificationsOf('eta', 'firing')).toEqual([]);
+    expect(hookEvents('firing', 'eta')).toEqual([]);
+
+    // Expired early: the mirror is expired too; Alertmanager notifies, as does the hashwatt webhook.
+    expect((await asOperator('DELETE', `/api/v1/silences/${silence.id}`)).status).toBe(200);
+    await waitFor('the mirrored silence expired', async () =>
+      (await amSilences()).some((s) => s.id === mirror.id && s.status.state === 'expired'),
+    );
+    await waitFor(
+      'Alertmanager to notify eta',
+      () => amNotificationsOf('eta', 'firing').length === 1,
+      10_000,
+    );
+    const [notified] = amNotificationsOf('eta', 'firing');
+    expect(notified!.alerts.find((a) => a.labels.site === 'eta')!.annotations.acknowledged_by).toBe(
+      'ops-carol',
+    );
+    await waitFor('the hashwatt webhook for eta', () => hookEvents('firing', 'eta').length === 1);
+    expect(hookEvents('firing', 'eta')[0]!.alert.acknowledgement).toMatchObject({
+      by: 'ops-carol',
+      comment: 'on site',
+    });
+
+    const back = feed(service.url, eta.token);
+    await waitFor('eta resolved at the webhook', () => hookEvents('resolved', 'eta').length === 1, 15_000);
+    await waitFor(
+      'Alertmanager to notify the resolution',
+      () => amNotificationsOf('eta', 'resolved').length === 1,
+    );
+    await back();
+
+    // A silence of every site and every alert: Alertmanager takes it as hashwatt's six alert names.
+    const everything = await adminRequest(service.url, 'POST', '/api/v1/silences', {
+      site: null,
+      alertname: null,
+      ends_at: new Date(Date.now() + 600_000).toISOString(),
+      comment: 'fleet-wide freeze',
+    });
+    const { silence: wide } = (await everything.json()) as { silence: { id: number } };
+    const wideMirror = await waitFor('the fleet-wide silence in Alertmanager', async () =>
+      (await amSilences()).find(
+        (s) => s.status.state === 'active' && s.comment.startsWith('fleet-wide freeze'),
+      ),
+    );
+    expect(wideMirror.matchers).toEqual([
+      expect.objectContaining({
+        name: 'alertname',
+        isRegex: true,
+        value: expect.stringContaining('SiteDown'),
+      }),
+    ]);
+    await adminRequest(service.url, 'DELETE', `/api/v1/silences/${wide.id}`);
+    await waitFor('the fleet-wide mirror expired', async () =>
+      (await amSilences()).some((s) => s.id === wideMirror.id && s.status.state === 'expired'),
+    );
+  });
+
+  async function firingNow(site: string): Promise<AlertView | undefined> {
+    const answer = (await (
+      await adminRequest(service.url, 'GET', `/api/v1/alerts?state=firing&site=${site}`)
+    ).json()) as {
+      alerts: AlertView[];
+    };
+    return answer.alerts[0];
+  }
 });

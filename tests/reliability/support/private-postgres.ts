@@ -47,6 +47,39 @@ export class PrivatePostgres {
     }
   }
 
+  /**
+   * A streaming standby of this server: `pg_basebackup -R` into a directory of its own (it writes
+   * standby.signal and primary_conninfo), started on its own port. The caller removes it too.
+   */
+  async createStandby(): Promise<PrivatePostgres> {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hashwatt-pg-standby-'));
+    chmodSync(dir, 0o777);
+    const standby = new PrivatePostgres(dir, await freePort());
+    try {
+      await standby.#exec('pg_basebackup', [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(this.port),
+        '-U',
+        'postgres',
+        '-D',
+        standby.dataDir,
+        '-R',
+        '-X',
+        'stream',
+        // A spread checkpoint would make the backup wait for up to half the checkpoint timeout.
+        '--checkpoint=fast',
+        '--no-sync',
+      ]);
+      await standby.start();
+      return standby;
+    } catch (error) {
+      await standby.remove();
+      throw error;
+    }
+  }
+
   get dataDir(): string {
     return path.join(this.dir, 'data');
   }
