@@ -28,6 +28,13 @@ import {
   PUSH_TABLE_HEAD,
   QUICK_PUSH_PLAN,
 } from './push-protocols.ts';
+import { FULL_READ_PLAN, formatReadLatency, measureReadLatency, QUICK_READ_PLAN } from './read-latency.ts';
+import {
+  FULL_ROLLUP_INGEST_PLAN,
+  formatRollupIngest,
+  measureRollupIngest,
+  QUICK_ROLLUP_INGEST_PLAN,
+} from './rollup-ingest.ts';
 import { measureScrape } from './scrape.ts';
 
 const quick = process.argv.includes('--quick');
@@ -101,6 +108,19 @@ const peer = await measureVictoriaMetrics({
 log(quick ? 'scrape: 100 sites / 30 000 devices (quick)' : 'scrape: 1 000 sites / 300 000 devices');
 const scrape = quick ? await measureScrape(100, 30_000, 5) : await measureScrape(1000, 300_000, 20);
 
+log(
+  quick
+    ? 'read latency: 3 days of 10 sites / 300 devices, tiers built by the rollup job (quick)'
+    : 'read latency: 30 days of 10 sites / 300 devices, tiers built by the rollup job (the upgrade)',
+);
+const reads = await measureReadLatency(quick ? QUICK_READ_PLAN : FULL_READ_PLAN);
+
+log('rollup job vs ingest: the same load with the job held and running, interleaved');
+const rollupIngest = await measureRollupIngest(
+  quick ? QUICK_ROLLUP_INGEST_PLAN : FULL_ROLLUP_INGEST_PLAN,
+  quick,
+);
+
 const bestReadings = Math.max(ingest.http.readings_per_s, ingest.ws.readings_per_s);
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 const result = {
@@ -133,9 +153,29 @@ const result = {
     ms_300k_devices: scrape.devices === 300_000 ? scrape.scrape.p50_ms : null,
     detail: scrape,
   },
+  // History API through HTTP on rollups, 30 days of 10 sites (quick: 3 days); goals: p95 < 50 ms
+  // (24 h × 1 min) and < 100 ms (30 d × 1 h).
   query: {
-    series_24h_1m_p95_ms: null,
-    note: 'the query API (series with rollups) is not built yet; this key stays null until it is',
+    series_24h_1m_p95_ms: reads.queries.site_24h_1m.p95_ms,
+    series_24h_1m_p50_ms: reads.queries.site_24h_1m.p50_ms,
+    series_30d_1h_p95_ms: reads.queries.site_30d_1h.p95_ms,
+    series_30d_1h_p50_ms: reads.queries.site_30d_1h.p50_ms,
+    device_series_30d_1h_p95_ms: reads.queries.device_30d_1h.p95_ms,
+    device_series_30d_1h_p50_ms: reads.queries.device_30d_1h.p50_ms,
+    energy_30d_day_p95_ms: reads.queries.energy_30d_day.p95_ms,
+    energy_30d_day_p50_ms: reads.queries.energy_30d_day.p50_ms,
+    detail: reads,
+  },
+  rollups: {
+    // The upgrade: the rollup job building every tier from the raw backlog of `query.detail`.
+    build_s: reads.build.seconds,
+    build_raw_rows_per_s: reads.build.raw_rows_per_s,
+    build_pg_cpu_us_per_raw_row: reads.build.pg_cpu_us_per_raw_row,
+    rows: reads.rows,
+    // Ingest readings/s with the job over without it, same run, interleaved (goal ≥ 0.9).
+    ingest_ratio_with_job: rollupIngest.ratio,
+    job_pg_cpu_us_per_reading: rollupIngest.job_pg_cpu_us_per_reading,
+    ingest: rollupIngest,
   },
   service: { rss_mb: Math.max(ingest.http.rss_mb, ingest.ws.rss_mb) },
 };
@@ -171,6 +211,10 @@ const table = [
   `hashwatt / raw write: **${result.ingest.ratio_to_baseline}**; hashwatt / VictoriaMetrics (readings per line): **${result.ingest.ratio_to_peer ?? '–'}**. ` +
     `Service RSS ${result.service.rss_mb} MB; CPU ${ingest.http.cpu_s_per_100k_samples ?? '–'} s (HTTP) / ${ingest.ws.cpu_s_per_100k_samples ?? '–'} s (WS) per 100k samples. ` +
     `Scrape at ${n(scrape.sites)} sites / ${n(scrape.devices)} devices: ${scrape.scrape.p50_ms} ms p50 (fleet aggregate, refreshed in the background: ${scrape.fleet_aggregate.p50_ms} ms); \`GET /api/v1/fleet\` from the same snapshot: ${scrape.fleet_api.p50_ms} ms p50, ${scrape.fleet_api.p95_ms} ms p95.`,
+  '',
+  ...formatReadLatency(reads),
+  '',
+  ...formatRollupIngest(rollupIngest),
 ];
 if (!quick) {
   const readme = readFileSync('bench/README.md', 'utf8');

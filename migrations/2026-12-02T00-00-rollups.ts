@@ -190,8 +190,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       power_minutes integer,
       PRIMARY KEY (site_id, device_id, bucket)
     ) PARTITION BY RANGE (bucket)`.execute(db);
-  // Minutes [from_ts, to_ts) of a site whose raw readings changed since they were rolled up.
-  await sql`CREATE TABLE rollup_dirty (site_id integer NOT NULL, from_ts timestamptz NOT NULL, to_ts timestamptz NOT NULL)`.execute(
+  // Minutes [from_ts, to_ts) of a site whose raw readings changed since they were rolled up, and how
+  // many readings the writes brought (the job sizes its transactions by them).
+  await sql`CREATE TABLE rollup_dirty (site_id integer NOT NULL, from_ts timestamptz NOT NULL, to_ts timestamptz NOT NULL, readings integer NOT NULL DEFAULT 0)`.execute(
     db,
   );
   // Hours whose minutes were rolled up while the hour was still open: built when it closes.
@@ -201,12 +202,13 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // The upgrade: everything already stored is marked, so it is rolled up before retention may drop
   // any of it (raw partitions are dropped only once no mark remains before their end).
   await sql`
-    INSERT INTO rollup_dirty (site_id, from_ts, to_ts)
+    INSERT INTO rollup_dirty (site_id, from_ts, to_ts, readings)
     SELECT site_id, date_bin('1 minute', min(lo), timestamptz 'epoch'),
-           date_bin('1 minute', max(hi), timestamptz 'epoch') + interval '1 minute'
-    FROM (SELECT site_id, min(ts) AS lo, max(ts) AS hi FROM readings GROUP BY site_id
+           date_bin('1 minute', max(hi), timestamptz 'epoch') + interval '1 minute',
+           least(sum(n), 2147483647)::int
+    FROM (SELECT site_id, min(ts) AS lo, max(ts) AS hi, count(*) AS n FROM readings GROUP BY site_id
           UNION ALL
-          SELECT site_id, min(ts), max(ts) FROM readings_extra GROUP BY site_id) stored
+          SELECT site_id, min(ts), max(ts), 0 FROM readings_extra GROUP BY site_id) stored
     GROUP BY site_id`.execute(db);
 }
 

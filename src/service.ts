@@ -38,7 +38,7 @@ export interface ServiceTuning {
   /** Shortest interval between fleet snapshots (it grows with the aggregate's cost). */
   fleetRefreshMs?: number;
   alerting?: AlertingTuning;
-  rollups?: Partial<Pick<RollupJobOptions, 'intervalMs' | 'graceMs' | 'budgetSiteMinutes' | 'maxRunMs'>>;
+  rollups?: Partial<Pick<RollupJobOptions, 'intervalMs' | 'graceMs' | 'budgetReadings' | 'maxRunMs'>>;
 }
 
 export interface RunningService {
@@ -182,7 +182,7 @@ export async function startService(
     ingestBusy: () => writer !== undefined && writer.depth.readings * 2 >= writer.queueLimit,
     // PGlite has one connection: a rollup transaction holds ingest off while it runs, so it does
     // little at a time (a backlog then takes more runs, each a short pause for the writers).
-    ...(storage.backend === 'pglite' && { budgetSiteMinutes: 20, maxRunMs: 1_000 }),
+    ...(storage.backend === 'pglite' && { budgetReadings: 50_000, maxRunMs: 1_000 }),
     ...tuning.rollups,
   });
 

@@ -15,38 +15,53 @@ describe('minuteMarks', () => {
       { site_id: 2, ts_us: us(T + 5 * MINUTE_MS + 2) },
     ];
     expect(minuteMarks(records)).toEqual([
-      { siteId: 2, fromMs: T + 5 * MINUTE_MS, toMs: T + 6 * MINUTE_MS },
-      { siteId: 1, fromMs: T, toMs: T + 2 * MINUTE_MS },
-      { siteId: 1, fromMs: T + 3 * MINUTE_MS, toMs: T + 4 * MINUTE_MS },
+      { siteId: 2, fromMs: T + 5 * MINUTE_MS, toMs: T + 6 * MINUTE_MS, readings: 2 },
+      { siteId: 1, fromMs: T, toMs: T + 2 * MINUTE_MS, readings: 3 },
+      { siteId: 1, fromMs: T + 3 * MINUTE_MS, toMs: T + 4 * MINUTE_MS, readings: 1 },
     ]);
   });
 
   it('puts a microsecond before a minute in the minute before', () => {
     expect(minuteMarks([{ site_id: 1, ts_us: us(T) - 1 }])).toEqual([
-      { siteId: 1, fromMs: T - MINUTE_MS, toMs: T },
+      { siteId: 1, fromMs: T - MINUTE_MS, toMs: T, readings: 1 },
     ]);
   });
 });
 
 describe('planMinutes', () => {
-  it('merges claimed marks, builds closed minutes oldest first within the budget, keeps the rest', () => {
+  it('merges claimed marks, builds closed minutes oldest first within the readings budget, keeps the rest', () => {
     const claimed = [
-      { siteId: 1, fromMs: T, toMs: T + 3 * MINUTE_MS },
-      { siteId: 1, fromMs: T + 2 * MINUTE_MS, toMs: T + 6 * MINUTE_MS },
-      { siteId: 2, fromMs: T - 10 * MINUTE_MS, toMs: T - 9 * MINUTE_MS },
+      { siteId: 1, fromMs: T, toMs: T + 3 * MINUTE_MS, readings: 300 },
+      { siteId: 1, fromMs: T + 2 * MINUTE_MS, toMs: T + 6 * MINUTE_MS, readings: 400 },
+      { siteId: 2, fromMs: T - 10 * MINUTE_MS, toMs: T - 9 * MINUTE_MS, readings: 50 },
     ];
-    const plan = planMinutes(claimed, T + 5 * MINUTE_MS, 4);
+    // Site 1 merges to 6 minutes of 700 readings; 5 are closed (583 readings, shared by time).
+    const plan = planMinutes(claimed, T + 5 * MINUTE_MS, 400);
     expect(plan.build).toEqual([
-      { siteId: 1, fromMs: T, toMs: T + 3 * MINUTE_MS },
-      { siteId: 2, fromMs: T - 10 * MINUTE_MS, toMs: T - 9 * MINUTE_MS },
+      { siteId: 1, fromMs: T, toMs: T + 3 * MINUTE_MS, readings: 350 },
+      { siteId: 2, fromMs: T - 10 * MINUTE_MS, toMs: T - 9 * MINUTE_MS, readings: 50 },
     ]);
-    // Minute 3–4 is past the budget, 5 not closed yet: both go back on the log.
-    expect(plan.keep).toEqual([{ siteId: 1, fromMs: T + 3 * MINUTE_MS, toMs: T + 6 * MINUTE_MS }]);
+    // Minutes 3–4 are past the budget, 5 is not closed yet: all go back on the log, with their readings.
+    expect(plan.keep).toEqual([
+      { siteId: 1, fromMs: T + 3 * MINUTE_MS, toMs: T + 6 * MINUTE_MS, readings: 350 },
+    ]);
   });
 
-  it('cuts a long backlog into ranges a statement sorts in memory', () => {
-    const plan = planMinutes([{ siteId: 1, fromMs: T, toMs: T + HOUR_MS }], T + HOUR_MS, 1000, 10);
-    expect(plan.build).toEqual([{ siteId: 1, fromMs: T, toMs: T + HOUR_MS }]);
+  it('always builds one minute, however big, and cuts a long backlog into short ranges', () => {
+    const huge = planMinutes(
+      [{ siteId: 1, fromMs: T, toMs: T + 2 * MINUTE_MS, readings: 4e6 }],
+      T + HOUR_MS,
+      1000,
+    );
+    expect(huge.build).toEqual([{ siteId: 1, fromMs: T, toMs: T + MINUTE_MS, readings: 2e6 }]);
+    expect(huge.keep).toEqual([{ siteId: 1, fromMs: T + MINUTE_MS, toMs: T + 2 * MINUTE_MS, readings: 2e6 }]);
+    const plan = planMinutes(
+      [{ siteId: 1, fromMs: T, toMs: T + HOUR_MS, readings: 600 }],
+      T + HOUR_MS,
+      1e6,
+      10,
+    );
+    expect(plan.build).toEqual([{ siteId: 1, fromMs: T, toMs: T + HOUR_MS, readings: 600 }]);
     expect(plan.keep).toEqual([]);
   });
 });
@@ -78,8 +93,8 @@ describe('mergeRanges', () => {
         { siteId: 1, fromMs: 20, toMs: 25 },
       ]),
     ).toEqual([
-      { siteId: 1, fromMs: 10, toMs: 25 },
-      { siteId: 2, fromMs: 20, toMs: 30 },
+      { siteId: 1, fromMs: 10, toMs: 25, readings: 0 },
+      { siteId: 2, fromMs: 20, toMs: 30, readings: 0 },
     ]);
   });
 });

@@ -11,44 +11,48 @@ export interface SiteRange {
   siteId: number;
   fromMs: number;
   toMs: number;
+  /** Readings written in it (marks carry it so the job can size its transactions); 0 unknown. */
+  readings?: number;
 }
 
 /** The minutes a batch of readings touches, as runs of consecutive minutes per site. */
 export function minuteMarks(records: ArrayLike<{ site_id: number; ts_us: number }>): SiteRange[] {
-  const minutes = new Map<number, Set<number>>();
+  // Per site, readings per minute.
+  const minutes = new Map<number, Map<number, number>>();
   let lastSite = -1;
   let lastMinute = Number.NaN;
+  let counts: Map<number, number> | undefined;
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
     const minute = Math.floor(r.ts_us / 60_000_000);
-    // Batches arrive sorted or near it: skip the map for the common repeat.
-    if (r.site_id === lastSite && minute === lastMinute) continue;
-    lastSite = r.site_id;
-    lastMinute = minute;
-    let set = minutes.get(r.site_id);
-    if (!set) {
-      set = new Set();
-      minutes.set(r.site_id, set);
+    if (r.site_id !== lastSite) {
+      counts = minutes.get(r.site_id);
+      if (!counts) {
+        counts = new Map();
+        minutes.set(r.site_id, counts);
+      }
+      lastSite = r.site_id;
+      lastMinute = Number.NaN;
     }
-    set.add(minute);
+    if (minute !== lastMinute) lastMinute = minute;
+    counts!.set(minute, (counts!.get(minute) ?? 0) + 1);
   }
   const marks: SiteRange[] = [];
-  for (const [siteId, set] of minutes) {
-    for (const range of runs([...set].sort((a, b) => a - b)))
-      marks.push({ siteId, fromMs: range[0] * MINUTE_MS, toMs: (range[1] + 1) * MINUTE_MS });
+  for (const [siteId, perMinute] of minutes) {
+    const sorted = [...perMinute.keys()].sort((a, b) => a - b);
+    let run: SiteRange | undefined;
+    for (const m of sorted) {
+      const n = perMinute.get(m)!;
+      if (run && run.toMs === m * MINUTE_MS) {
+        run.toMs += MINUTE_MS;
+        run.readings! += n;
+      } else {
+        run = { siteId, fromMs: m * MINUTE_MS, toMs: (m + 1) * MINUTE_MS, readings: n };
+        marks.push(run);
+      }
+    }
   }
   return marks;
-}
-
-/** Consecutive integers as [first, last] pairs. */
-function runs(sorted: readonly number[]): [number, number][] {
-  const out: [number, number][] = [];
-  for (const n of sorted) {
-    const last = out.at(-1);
-    if (last && n <= last[1] + 1) last[1] = Math.max(last[1], n);
-    else out.push([n, n]);
-  }
-  return out;
 }
 
 /** Overlapping or touching ranges of a site merged; sorted by site, then start. */
@@ -57,8 +61,10 @@ export function mergeRanges(ranges: readonly SiteRange[]): SiteRange[] {
   const out: SiteRange[] = [];
   for (const r of sorted) {
     const last = out.at(-1);
-    if (last && last.siteId === r.siteId && r.fromMs <= last.toMs) last.toMs = Math.max(last.toMs, r.toMs);
-    else out.push({ ...r });
+    if (last && last.siteId === r.siteId && r.fromMs <= last.toMs) {
+      last.toMs = Math.max(last.toMs, r.toMs);
+      last.readings = (last.readings ?? 0) + (r.readings ?? 0);
+    } else out.push({ ...r, readings: r.readings ?? 0 });
   }
   return out;
 }
@@ -70,45 +76,70 @@ export interface MinuteWork {
   keep: SiteRange[];
 }
 
+/** A range cut at `atMs`, its readings shared out by time (marks hold no finer count). */
+function cut(r: SiteRange, atMs: number): [SiteRange, SiteRange] {
+  const share = (r.readings ?? 0) * ((atMs - r.fromMs) / (r.toMs - r.fromMs));
+  const before = Math.round(share);
+  return [
+    { siteId: r.siteId, fromMs: r.fromMs, toMs: atMs, readings: before },
+    { siteId: r.siteId, fromMs: atMs, toMs: r.toMs, readings: (r.readings ?? 0) - before },
+  ];
+}
+
 /**
  * Splits claimed marks into this transaction's work and the rest: only minutes before `closedMs`
- * are built, the oldest first across sites, at most `budgetSiteMinutes` of them, no range longer
- * than `maxRangeMinutes` (a bigger statement costs more per reading: its sort outgrows work_mem).
+ * are built, the oldest first across sites, up to about `budgetReadings` raw readings (a site
+ * minute may hold ten readings or two million: the marks' counts size the work, and at least one
+ * minute is always built), no range longer than `maxRangeMinutes` (a bigger statement costs more
+ * per reading: its sort outgrows work_mem).
  */
 export function planMinutes(
   claimed: readonly SiteRange[],
   closedMs: number,
-  budgetSiteMinutes: number,
+  budgetReadings: number,
   maxRangeMinutes = 10,
 ): MinuteWork {
   const keep: SiteRange[] = [];
   const candidates: SiteRange[] = [];
-  for (const r of mergeRanges(claimed)) {
-    if (r.toMs > closedMs)
-      keep.push({ siteId: r.siteId, fromMs: Math.max(r.fromMs, closedMs), toMs: r.toMs });
-    if (r.fromMs < closedMs) {
-      const end = Math.min(r.toMs, closedMs);
-      for (let t = r.fromMs; t < end; t += maxRangeMinutes * MINUTE_MS)
-        candidates.push({
-          siteId: r.siteId,
-          fromMs: t,
-          toMs: Math.min(end, t + maxRangeMinutes * MINUTE_MS),
-        });
+  for (const merged of mergeRanges(claimed)) {
+    let r = merged;
+    if (r.toMs > closedMs) {
+      if (r.fromMs >= closedMs) {
+        keep.push(r);
+        continue;
+      }
+      const [closed, open] = cut(r, closedMs);
+      keep.push(open);
+      r = closed;
     }
+    while (r.toMs - r.fromMs > maxRangeMinutes * MINUTE_MS) {
+      const [head, tail] = cut(r, r.fromMs + maxRangeMinutes * MINUTE_MS);
+      candidates.push(head);
+      r = tail;
+    }
+    candidates.push(r);
   }
   candidates.sort((a, b) => a.fromMs - b.fromMs || a.siteId - b.siteId);
   const build: SiteRange[] = [];
-  let budget = budgetSiteMinutes;
+  let budget = budgetReadings;
   for (const c of candidates) {
+    const readings = c.readings ?? 0;
     const minutes = (c.toMs - c.fromMs) / MINUTE_MS;
-    if (budget <= 0) keep.push(c);
-    else if (minutes <= budget) {
+    // Whole minutes of it that fit the budget left; the first minute of a transaction always does.
+    const fit =
+      readings <= budget
+        ? minutes
+        : Math.max(build.length === 0 ? 1 : 0, Math.floor(budget / Math.max(readings / minutes, 1)));
+    if (fit >= minutes) {
       build.push(c);
-      budget -= minutes;
+      budget -= readings;
+    } else if (fit === 0) {
+      keep.push(c);
+      budget = 0;
     } else {
-      const split = c.fromMs + budget * MINUTE_MS;
-      build.push({ siteId: c.siteId, fromMs: c.fromMs, toMs: split });
-      keep.push({ siteId: c.siteId, fromMs: split, toMs: c.toMs });
+      const [head, tail] = cut(c, c.fromMs + fit * MINUTE_MS);
+      build.push(head);
+      keep.push(tail);
       budget = 0;
     }
   }

@@ -35,20 +35,22 @@ const upsertSet = (columns: readonly string[]): string =>
 export async function insertMarks(trx: Kysely<Database>, marks: readonly SiteRange[]): Promise<void> {
   if (marks.length === 0) return;
   await sql`
-    INSERT INTO rollup_dirty (site_id, from_ts, to_ts)
-    SELECT s, to_timestamp(f / 1000.0), to_timestamp(t / 1000.0)
+    INSERT INTO rollup_dirty (site_id, from_ts, to_ts, readings)
+    SELECT s, to_timestamp(f / 1000.0), to_timestamp(t / 1000.0), n
     FROM unnest(${numbers(marks.map((m) => m.siteId))}::int[], ${numbers(marks.map((m) => m.fromMs))}::float8[],
-      ${numbers(marks.map((m) => m.toMs))}::float8[]) AS u(s, f, t)`.execute(trx);
+      ${numbers(marks.map((m) => m.toMs))}::float8[],
+      ${numbers(marks.map((m) => Math.min(2_147_483_647, Math.round(m.readings ?? 0))))}::int[]) AS u(s, f, t, n)`.execute(
+    trx,
+  );
 }
 
 /** Takes every mark that starts before `closedMs` off the log (the caller's transaction owns them). */
 export async function claimMarks(trx: Kysely<Database>, closedMs: number): Promise<SiteRange[]> {
-  const { rows } = await sql<{ site_id: number; f: number; t: number }>`
+  const { rows } = await sql<{ site_id: number; f: number; t: number; n: number }>`
     DELETE FROM rollup_dirty WHERE from_ts < ${new Date(closedMs)}
-    RETURNING site_id, (extract(epoch FROM from_ts) * 1000)::float8 AS f, (extract(epoch FROM to_ts) * 1000)::float8 AS t`.execute(
-    trx,
-  );
-  return rows.map((r) => ({ siteId: r.site_id, fromMs: r.f, toMs: r.t }));
+    RETURNING site_id, (extract(epoch FROM from_ts) * 1000)::float8 AS f, (extract(epoch FROM to_ts) * 1000)::float8 AS t,
+      readings AS n`.execute(trx);
+  return rows.map((r) => ({ siteId: r.site_id, fromMs: r.f, toMs: r.t, readings: r.n }));
 }
 
 /** Hours waiting for their close: every one is claimed, the caller puts back those still waiting. */
@@ -304,14 +306,14 @@ export interface RollupStep {
 
 /**
  * One transaction of the rollup job: claims the marks of closed minutes, builds up to
- * `budgetSiteMinutes` of them and every hour that is then complete, and puts the rest back. The
+ * about `budgetReadings` raw readings of them and every hour that is then complete, and puts the rest back. The
  * claims commit with the rebuilt rows or roll back with them, so a failed run loses nothing; marks
  * of writes still in flight are invisible here and stay for the next run.
  */
 export async function rollupStep(
   db: Kysely<Database>,
   closedMs: number,
-  budgetSiteMinutes: number,
+  budgetReadings: number,
 ): Promise<RollupStep> {
   return db.transaction().execute(async (trx) => {
     // The window sort of a few site-minutes fits; the server default (4 MB) spills it to disk.
@@ -320,7 +322,7 @@ export async function rollupStep(
     // thousands of devices takes longer to build (docs/scaling.md), and nobody waits on it.
     await sql`SET LOCAL statement_timeout = '10min'`.execute(trx);
     const claimed = await claimMarks(trx, closedMs);
-    const minutes = planMinutes(claimed, closedMs, budgetSiteMinutes);
+    const minutes = planMinutes(claimed, closedMs, budgetReadings);
     await buildSiteMinutes(trx, minutes.build);
     await insertMarks(trx, minutes.keep);
     const hours = planHours(
