@@ -4,12 +4,13 @@ import { createAdaptorServer } from '@hono/node-server';
 import { Gauge, type Registry } from 'prom-client';
 import { type AlertEngine, type AlertingTuning, createAlerting } from './alerting/index.ts';
 import { AdvisoryLockLease, singleProcessLease } from './alerting/leader.ts';
+import { startChangeFeed, TokenCache } from './changes/index.ts';
 import type { Config } from './config.ts';
 import { FleetReader } from './fleet/index.ts';
 import { createApp, type Readiness } from './http/app.ts';
 import { DeviceDirectory } from './ingest/device-directory.ts';
 import { LatestStateWriter } from './ingest/latest-state.ts';
-import { IngestPipeline } from './ingest/pipeline.ts';
+import { type AuthenticatedSite, IngestPipeline } from './ingest/pipeline.ts';
 import { StreamServer } from './ingest/websocket.ts';
 import { GroupCommitWriter } from './ingest/writer.ts';
 import type { Logger } from './log.ts';
@@ -22,7 +23,8 @@ import { migrateToLatest, pendingMigrations } from './storage/migrate.ts';
 import { dropExpiredPartitions, ensurePartitions, partitionsAwaitingRollup } from './storage/partitions.ts';
 import { applyReaderGrants, READER_ROLE } from './storage/reader-grants.ts';
 import { replicaLagSeconds } from './storage/replication.ts';
-import { authenticateApiToken } from './tokens/index.ts';
+import { findSite } from './storage/sites.ts';
+import { type ApiTokenGrant, authenticateApiToken } from './tokens/index.ts';
 
 /** Knobs tests and benchmarks turn; production uses the defaults. */
 export interface ServiceTuning {
@@ -215,7 +217,18 @@ export async function startService(
     retentionDays: config.retentionDays,
     observer: metrics.ingestObserver,
   });
-  const authenticateSite = (token: string) => authenticateToken(storage, token);
+  // Grants are cached per replica (no database round trip per request or frame); the change feed
+  // below drops them the moment a token changes on any replica, and they expire after 10 s anyway.
+  const siteGrants = new TokenCache<AuthenticatedSite>({ ttlMs: 10_000 });
+  const viewerGrants = new TokenCache<ApiTokenGrant>({ ttlMs: 10_000 });
+  const authenticateSite = (token: string) => siteGrants.get(token, () => authenticateToken(storage, token));
+  const authenticateViewer = (token: string) =>
+    viewerGrants.get(token, () => authenticateApiToken(storage, token));
+  const forgetSite = (id: number) => {
+    directory.forgetSite(id);
+    latest.forgetSite(id);
+    unmapped.forgetSite(id);
+  };
   const unmapped = new UnmappedSeries((site, protocol, count) =>
     metrics.ingestObserver.unmapped(site, protocol, count),
   );
@@ -226,7 +239,7 @@ export async function startService(
     ...(history && { historyStorage: history }),
     minuteRetentionDays: config.retention.site1m,
     fleet,
-    authenticateViewer: (token) => authenticateApiToken(storage, token),
+    authenticateViewer,
     pipeline,
     logger,
     adminToken: config.adminToken,
@@ -235,10 +248,11 @@ export async function startService(
     readiness,
     thresholdDefaults: config.thresholds,
     onSiteDeleted: (id) => {
-      directory.forgetSite(id);
-      latest.forgetSite(id);
-      unmapped.forgetSite(id);
+      siteGrants.drop((site) => site.id === id);
+      forgetSite(id);
     },
+    onSiteChanged: (id) => siteGrants.drop((site) => site.id === id),
+    onTokensChanged: () => viewerGrants.drop(),
     unmapped,
     metrics: metrics.endpoint,
   });
@@ -250,6 +264,27 @@ export async function startService(
     ...(tuning.heartbeatMs && { heartbeatMs: tuning.heartbeatMs }),
   });
   streams.attach(server);
+  const stopChangeFeed = await startChangeFeed(
+    storage,
+    {
+      changed: (table, id) => {
+        if (table === 'api_tokens') viewerGrants.drop();
+        if (table !== 'sites') return;
+        siteGrants.drop((site) => site.id === id);
+        // Deleted (perhaps by another replica): what this replica holds of it goes too.
+        findSite(storage.db, id)
+          .then((site) => site || forgetSite(id))
+          .catch(() => {});
+        streams?.revalidate(id).catch(() => {});
+      },
+      gap: () => {
+        siteGrants.drop();
+        viewerGrants.drop();
+        streams?.revalidate().catch(() => {});
+      },
+    },
+    logger,
+  );
   // Node's default keep-alive (5 s) is shorter than many agents' push interval; keep sockets warm.
   server.keepAliveTimeout = 65_000;
   try {
@@ -262,6 +297,7 @@ export async function startService(
     clearInterval(maintenance);
     fleet.stop();
     await latest.close();
+    await stopChangeFeed();
     await history?.close();
     await storage.close();
     throw error;
@@ -306,6 +342,7 @@ export async function startService(
       clearTimeout(deadline);
       await alertingStopped;
       await rollupsStopped;
+      await stopChangeFeed();
       await history?.close();
       await storage.close();
       logger.info('hashwatt stopped');

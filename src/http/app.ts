@@ -52,6 +52,10 @@ export interface AppDeps {
   /** The fleet snapshot /metrics reads, shared with the read API (which takes its own when absent). */
   fleet?: FleetReader;
   onSiteDeleted?: (siteId: number) => void;
+  /** A site's token rotated or its settings patched through this replica: cached grants go. */
+  onSiteChanged?: (siteId: number) => void;
+  /** A named token revoked through this replica. */
+  onTokensChanged?: () => void;
   /** Named read-only tokens; without it, only the admin and site tokens read. */
   authenticateViewer?: (token: string) => Promise<ApiTokenGrant | undefined>;
   /** What the push receivers could not map, per site; one is made when not given. */
@@ -185,11 +189,18 @@ export function createApp(deps: AppDeps) {
       storage: deps.storage,
       thresholdDefaults: deps.thresholdDefaults,
       onSiteDeleted: deps.onSiteDeleted,
+      ...(deps.onSiteChanged && { onSiteChanged: deps.onSiteChanged }),
     }),
   );
   app.use('/api/v1/tokens/*', requireAdmin(deps.adminToken));
   app.use('/api/v1/tokens', requireAdmin(deps.adminToken));
-  app.route('/api/v1/tokens', apiTokenRoutes({ storage: deps.storage }));
+  app.route(
+    '/api/v1/tokens',
+    apiTokenRoutes({
+      storage: deps.storage,
+      ...(deps.onTokensChanged && { onTokensChanged: deps.onTokensChanged }),
+    }),
+  );
   app.route('/api/v1/ingest', ingestRoutes(deps.pipeline, deps.authenticateSite));
   const unmapped =
     deps.unmapped ??

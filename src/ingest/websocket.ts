@@ -158,6 +158,25 @@ export class StreamServer {
     this.#heartbeat.unref();
   }
 
+  /**
+   * Checks the token of every open connection (of one site, or all) again and closes those it no
+   * longer authenticates: a token rotated or revoked through another replica ends an idle
+   * connection here too, not only its next frame (the change feed calls this).
+   */
+  async revalidate(siteId?: number): Promise<number> {
+    let closed = 0;
+    const peers = [...this.#peers].filter(([, p]) => siteId === undefined || p.site.id === siteId);
+    await Promise.all(
+      peers.map(async ([ws, peer]) => {
+        const site = await this.#o.authenticate(peer.token).catch(() => peer.site);
+        if (site && site.id === peer.site.id) return;
+        closed++;
+        ws.close(CLOSE_POLICY, 'token no longer valid');
+      }),
+    );
+    return closed;
+  }
+
   get connections(): number {
     return this.#peers.size;
   }

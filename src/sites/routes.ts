@@ -10,6 +10,8 @@ export interface SiteRoutesDeps {
   thresholdDefaults: Thresholds;
   /** Called after a site is deleted, so caches keyed by site can forget it. */
   onSiteDeleted?: (siteId: number) => void;
+  /** After a token rotation or a patch committed here (other replicas hear it from the change feed). */
+  onSiteChanged?: (siteId: number) => void;
 }
 
 /** The query of a route that takes none: an unexpected parameter is a mistake worth naming. */
@@ -19,7 +21,12 @@ const NoQuery = z.strictObject({});
 export const DeleteSiteQuery = z.strictObject({ purge: z.enum(['true', 'false']).optional() });
 
 /** The admin API for sites; mount behind the admin-token check. */
-export function siteRoutes({ storage, thresholdDefaults: defaults, onSiteDeleted }: SiteRoutesDeps) {
+export function siteRoutes({
+  storage,
+  thresholdDefaults: defaults,
+  onSiteDeleted,
+  onSiteChanged,
+}: SiteRoutesDeps) {
   return new Hono()
     .use(adminBodyLimit())
     .post('/', async (c) => {
@@ -40,12 +47,16 @@ export function siteRoutes({ storage, thresholdDefaults: defaults, onSiteDeleted
       const { id } = parseParams(service.SiteIdParams, c.req.param());
       parseQuery(NoQuery, c.req.query());
       const patch = parseBody(service.SitePatchRequest, await readAdminJson(c.req.raw));
-      return c.json({ site: await service.updateSite(storage, defaults, id, patch) });
+      const site = await service.updateSite(storage, defaults, id, patch);
+      onSiteChanged?.(id);
+      return c.json({ site });
     })
     .post('/:id/token', async (c) => {
       const { id } = parseParams(service.SiteIdParams, c.req.param());
       parseQuery(NoQuery, c.req.query());
-      return c.json({ token: await service.rotateToken(storage, id) });
+      const token = await service.rotateToken(storage, id);
+      onSiteChanged?.(id);
+      return c.json({ token });
     })
     .delete('/:id', async (c) => {
       const { id } = parseParams(service.SiteIdParams, c.req.param());

@@ -25,6 +25,16 @@ export interface Storage {
   ping(): Promise<void>;
   /** Connection pool occupancy (Postgres only). */
   poolStats(): { total: number; idle: number; waiting: number } | undefined;
+  /**
+   * Calls `onPayload` for every NOTIFY on `channel` after it commits. On Postgres a session of its
+   * own listens and reconnects when lost; `onGap` is called when notifications may have been
+   * missed (after a reconnect), so a cache can drop what it holds. Resolves to a stop function.
+   */
+  listen(
+    channel: string,
+    onPayload: (payload: string) => void,
+    onGap: () => void,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -69,7 +79,63 @@ function openPostgres(url: string, options: OpenDatabaseOptions): Storage {
       await sql`SELECT 1`.execute(db);
     },
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+    listen: (channel, onPayload, onGap) => listenPostgres(url, channel, onPayload, onGap, options.logger),
     close: () => db.destroy(),
+  };
+}
+
+/** A LISTEN session outside the pool, reconnected a second after it is lost (a gap for the caller). */
+async function listenPostgres(
+  url: string,
+  channel: string,
+  onPayload: (payload: string) => void,
+  onGap: () => void,
+  logger: Logger,
+): Promise<() => Promise<void>> {
+  let stopped = false;
+  let client: pg.Client | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  const connect = async (): Promise<void> => {
+    const c = new pg.Client({
+      connectionString: url,
+      application_name: 'hashwatt-changes',
+      connectionTimeoutMillis: 5_000,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    });
+    client = c;
+    let lost = false;
+    const reconnect = () => {
+      if (lost || stopped || client !== c) return;
+      lost = true;
+      c.end().catch(() => {});
+      retry = setTimeout(() => {
+        connect().then(onGap);
+      }, 1_000);
+      retry.unref();
+    };
+    c.on('error', (err) => {
+      logger.warn({ err: err.message }, 'change feed: listen session lost; reconnecting');
+      reconnect();
+    });
+    c.on('end', reconnect);
+    c.on('notification', (n) => {
+      if (n.channel === channel && n.payload !== undefined) onPayload(n.payload);
+    });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+    } catch (error) {
+      // Down at start or at a retry: keep trying; the caller's caches expire on their own meanwhile.
+      logger.warn({ err: String(error) }, 'change feed: cannot listen yet; retrying');
+      reconnect();
+    }
+  };
+  await connect();
+  return async () => {
+    stopped = true;
+    clearTimeout(retry);
+    await client?.end().catch(() => {});
   };
 }
 
@@ -87,6 +153,11 @@ async function openPglite(dataDir: string): Promise<Storage> {
       await sql`SELECT 1`.execute(db);
     },
     poolStats: () => undefined,
+    // One process on one data directory: every change is made here, nothing is ever missed.
+    listen: async (channel, onPayload) => {
+      const stop = await pglite.listen(channel, onPayload);
+      return () => stop();
+    },
     close: () => db.destroy(),
   };
 }

@@ -7,7 +7,13 @@ import * as service from './service.ts';
 const NoQuery = z.strictObject({});
 
 /** The admin API for named tokens; mount behind the admin-token check. */
-export function apiTokenRoutes({ storage }: { storage: Storage }) {
+export function apiTokenRoutes({
+  storage,
+  onTokensChanged,
+}: {
+  storage: Storage;
+  onTokensChanged?: () => void;
+}) {
   return new Hono()
     .use(adminBodyLimit())
     .post('/', async (c) => {
@@ -23,6 +29,8 @@ export function apiTokenRoutes({ storage }: { storage: Storage }) {
       const { id } = parseParams(service.ApiTokenIdParams, c.req.param());
       parseQuery(NoQuery, c.req.query());
       await service.revokeApiToken(storage, id);
+      // Refused here at once; other replicas hear it from the change feed.
+      onTokensChanged?.();
       return c.body(null, 204);
     });
 }
