@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
 import { Gauge, type Registry } from 'prom-client';
 import { type AlertEngine, type AlertingTuning, createAlerting } from './alerting/index.ts';
-import { AdvisoryLockLease, singleProcessLease } from './alerting/leader.ts';
+import { AdvisoryLockLease, ALERT_LOCK, type LeaderLease, singleProcessLease } from './alerting/leader.ts';
 import { startChangeFeed, TokenCache } from './changes/index.ts';
 import type { Config } from './config.ts';
 import { FleetReader } from './fleet/index.ts';
@@ -16,7 +16,7 @@ import { GroupCommitWriter } from './ingest/writer.ts';
 import type { Logger } from './log.ts';
 import { createMetrics, type Metrics } from './metrics/index.ts';
 import { UnmappedSeries } from './receivers/index.ts';
-import { ROLLUP_LOCK, RollupJob, type RollupJobOptions } from './rollups/job.ts';
+import { RollupJob, type RollupJobOptions } from './rollups/job.ts';
 import { authenticateToken } from './sites/service.ts';
 import { openDatabase, type Storage } from './storage/database.ts';
 import { migrateToLatest, pendingMigrations } from './storage/migrate.ts';
@@ -104,6 +104,15 @@ export async function startService(
     : undefined;
   for (const notice of config.notices) logger.warn(notice);
 
+  // One lease elects the replica that runs the deployment's background work: alert evaluation,
+  // rollups, the shared fleet aggregate and retention. PGlite is one process: always this one.
+  // The alert lock is the job lock: alert writes are fenced on it (src/storage/alerts.ts).
+  const JOB_LOCK = ALERT_LOCK;
+  const jobs: LeaderLease =
+    storage.backend === 'postgres' && config.databaseUrl
+      ? new AdvisoryLockLease(config.databaseUrl, logger, JOB_LOCK, 'jobs')
+      : singleProcessLease();
+
   const partitionPolicy = { retentionDays: config.retentionDays, aheadDays: config.partitionsAheadDays };
   const maintainPartitions = async () => {
     const now = Date.now();
@@ -116,9 +125,13 @@ export async function startService(
     if (waiting.length > 0)
       logger.info({ partitions: waiting }, 'raw partitions past retention kept until they are rolled up');
   };
+  // Every replica at start (idempotent, serialised by a lock): partitions exist before ingest.
   await maintainPartitions();
   const maintenance = setInterval(() => {
-    maintainPartitions().catch((err) => logger.warn({ err: String(err) }, 'partition maintenance failed'));
+    jobs
+      .check()
+      .then((leader) => (leader ? maintainPartitions() : undefined))
+      .catch((err) => logger.warn({ err: String(err) }, 'partition maintenance failed'));
   }, tuning.maintenanceIntervalMs ?? 3_600_000);
   maintenance.unref();
 
@@ -143,6 +156,7 @@ export async function startService(
   let writer: GroupCommitWriter | undefined;
   let latest: LatestStateWriter | undefined;
   const fleet = new FleetReader(storage, config.thresholds, {
+    ...(storage.backend === 'postgres' && { shared: { isWriter: () => jobs.check() } }),
     onRefreshError: (err) => logger.warn({ err: String(err) }, 'fleet snapshot failed'),
   });
   fleet.start(tuning.fleetRefreshMs ?? 1_000);
@@ -159,6 +173,7 @@ export async function startService(
   const alerting = createAlerting(
     {
       storage,
+      lease: jobs,
       fleet,
       logger,
       registry: metrics.registry,
@@ -175,10 +190,7 @@ export async function startService(
     storage,
     logger,
     registry: metrics.registry,
-    lease:
-      storage.backend === 'postgres' && config.databaseUrl
-        ? new AdvisoryLockLease(config.databaseUrl, logger, ROLLUP_LOCK, 'rollups')
-        : singleProcessLease(),
+    lease: jobs,
     intervalMs: config.rollupIntervalMs,
     // Ingest first: with its write queue half full the job paces itself (docs/rollups.md).
     ingestBusy: () => writer !== undefined && writer.depth.readings * 2 >= writer.queueLimit,

@@ -3,7 +3,7 @@ import type { FleetReader } from '../fleet/index.ts';
 import type { Logger } from '../log.ts';
 import type { Storage } from '../storage/database.ts';
 import { AlertEngine } from './engine.ts';
-import { AdvisoryLockLease, singleProcessLease } from './leader.ts';
+import { AdvisoryLockLease, type LeaderLease, singleProcessLease } from './leader.ts';
 import { registerAlertMetrics } from './metrics.ts';
 import { DEFAULT_RETRY, type RetryPolicy } from './notify.ts';
 
@@ -23,6 +23,8 @@ export interface AlertingDeps {
   alertmanagerUrls: readonly string[];
   webhookUrls: readonly string[];
   retentionDays: number;
+  /** The replica's job lease, shared with its other background work; default one of its own. */
+  lease?: LeaderLease;
 }
 
 /** Knobs tests turn; production uses the defaults. */
@@ -40,9 +42,10 @@ export interface AlertingTuning {
 /** Builds the alert engine of one replica with its lease and metrics; call start() once serving. */
 export function createAlerting(deps: AlertingDeps, tuning: AlertingTuning = {}): AlertEngine {
   const lease =
-    deps.storage.backend === 'postgres' && deps.databaseUrl
+    deps.lease ??
+    (deps.storage.backend === 'postgres' && deps.databaseUrl
       ? new AdvisoryLockLease(deps.databaseUrl, deps.logger)
-      : singleProcessLease();
+      : singleProcessLease());
   let engine: AlertEngine | undefined;
   const observer = registerAlertMetrics(deps.registry, () => engine);
   engine = new AlertEngine({

@@ -55,7 +55,17 @@ export class AdvisoryLockLease implements LeaderLease {
     return this.#held && this.#pid !== undefined ? { ...this.#lock, pid: this.#pid } : undefined;
   }
 
-  async check(): Promise<boolean> {
+  #checking: Promise<boolean> | undefined;
+
+  /** One check at a time: the lease is shared by every background job of the replica. */
+  check(): Promise<boolean> {
+    this.#checking ??= this.#check().finally(() => {
+      this.#checking = undefined;
+    });
+    return this.#checking;
+  }
+
+  async #check(): Promise<boolean> {
     try {
       if (this.#broken) await this.#drop();
       const client = this.#client ?? (await this.#connect());

@@ -1,6 +1,11 @@
 import type { Storage } from '../storage/database.ts';
-import { aggregateDeviceGroups, listFleetSites } from '../storage/fleet.ts';
-import { foldDeviceGroups } from './aggregate.ts';
+import {
+  aggregateDeviceGroups,
+  listFleetSites,
+  readFleetSnapshot,
+  writeFleetSnapshot,
+} from '../storage/fleet.ts';
+import { foldDeviceGroups, type SiteAggregate } from './aggregate.ts';
 import { type SiteState, summariseSite } from './site-state.ts';
 import type { Thresholds } from './thresholds.ts';
 
@@ -18,6 +23,13 @@ export interface FleetSnapshot {
 export interface FleetReaderOptions {
   /** On-demand reads reuse a snapshot younger than this. */
   maxAgeMs?: number;
+  /**
+   * Several replicas on one database: the one holding the job lease computes the aggregate and
+   * stores it; the others read it, so every replica reports the same numbers for the same instant.
+   * A stored aggregate older than `staleAfterMs` (its writer died, the lease moves) is ignored and
+   * the aggregate computed here.
+   */
+  shared?: { isWriter: () => Promise<boolean>; staleAfterMs?: number };
   now?: () => number;
   onRefreshError?: (error: unknown) => void;
 }
@@ -31,8 +43,8 @@ export interface FleetReaderOptions {
 export class FleetReader {
   readonly #storage: Storage;
   readonly #defaults: Thresholds;
-  readonly #o: Required<Omit<FleetReaderOptions, 'onRefreshError'>> &
-    Pick<FleetReaderOptions, 'onRefreshError'>;
+  readonly #o: Required<Omit<FleetReaderOptions, 'onRefreshError' | 'shared'>> &
+    Pick<FleetReaderOptions, 'onRefreshError' | 'shared'>;
   #latest: FleetSnapshot | undefined;
   #inFlight: Promise<FleetSnapshot> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -96,6 +108,29 @@ export class FleetReader {
   }
 
   async #take(): Promise<FleetSnapshot> {
+    const shared = this.#o.shared;
+    if (shared && !(await shared.isWriter().catch(() => false))) {
+      const stored = await readFleetSnapshot<SiteAggregate>(this.#storage.db);
+      const staleAfterMs = shared.staleAfterMs ?? 10_000;
+      if (stored && this.#o.now() - stored.takenAtMs < staleAfterMs) return this.#keep(stored);
+    }
+    const computed = await this.#compute();
+    if (shared) await writeFleetSnapshot(this.#storage.db, computed).catch(() => {});
+    return this.#keep(computed);
+  }
+
+  /** The site states of an aggregate, judged at the instant it was taken (so every replica agrees). */
+  #keep(a: { takenAtMs: number; durationMs: number; sites: SiteAggregate[] }): FleetSnapshot {
+    const snapshot = {
+      takenAtMs: a.takenAtMs,
+      durationMs: a.durationMs,
+      sites: a.sites.map((s) => summariseSite(s, this.#defaults, a.takenAtMs)),
+    };
+    this.#latest = snapshot;
+    return snapshot;
+  }
+
+  async #compute(): Promise<{ takenAtMs: number; durationMs: number; sites: SiteAggregate[] }> {
     const started = performance.now();
     const nowMs = this.#o.now();
     const [sites, groups] = await Promise.all([
@@ -105,12 +140,10 @@ export class FleetReader {
         gpuIdleUtilMax: this.#defaults.gpu_idle_util_max,
       }),
     ]);
-    const snapshot = {
+    return {
       takenAtMs: nowMs,
       durationMs: performance.now() - started,
-      sites: foldDeviceGroups(sites, groups).map((a) => summariseSite(a, this.#defaults, nowMs)),
+      sites: foldDeviceGroups(sites, groups),
     };
-    this.#latest = snapshot;
-    return snapshot;
   }
 }

@@ -204,3 +204,32 @@ export async function listDevicesOfSmallSites(
     ORDER BY s.name, d.external_id`.execute(db);
   return rows;
 }
+
+/** The deployment's shared fleet aggregate (migrations/2026-12-02T03-00-fleet-snapshot.ts). */
+export interface StoredFleetSnapshot<T> {
+  takenAtMs: number;
+  durationMs: number;
+  sites: T[];
+}
+
+export async function writeFleetSnapshot<T>(
+  db: Kysely<Database>,
+  snapshot: StoredFleetSnapshot<T>,
+): Promise<void> {
+  const json = JSON.stringify(snapshot.sites);
+  await sql`
+    INSERT INTO fleet_snapshot (id, taken_at_ms, duration_ms, sites)
+    VALUES (1, ${snapshot.takenAtMs}, ${snapshot.durationMs}, ${json}::jsonb)
+    ON CONFLICT (id) DO UPDATE SET taken_at_ms = EXCLUDED.taken_at_ms, duration_ms = EXCLUDED.duration_ms,
+      sites = EXCLUDED.sites`.execute(db);
+}
+
+export async function readFleetSnapshot<T>(
+  db: Kysely<Database>,
+): Promise<StoredFleetSnapshot<T> | undefined> {
+  // As text: the service parses it once, rather than the driver building objects it then copies.
+  const { rows } = await sql<{ t: number; d: number; s: string }>`
+    SELECT taken_at_ms AS t, duration_ms AS d, sites::text AS s FROM fleet_snapshot WHERE id = 1`.execute(db);
+  const row = rows[0];
+  return row ? { takenAtMs: row.t, durationMs: row.d, sites: JSON.parse(row.s) as T[] } : undefined;
+}
