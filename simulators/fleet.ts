@@ -1,12 +1,18 @@
 import { performance } from 'node:perf_hooks';
-import { type DeliveryCounters, sumCounters } from './agent/counters.ts';
-import { type AgentOverrides, createTransport, resolveAgentOptions, SiteAgent } from './agent/site-agent.ts';
-import type { Transport } from './agent/transport.ts';
+import { type DeliveryCounters, sumCounters } from '../src/agent/delivery/counters.ts';
+import {
+  createTransport,
+  Delivery,
+  type DeliveryOverrides,
+  resolveDeliveryOptions,
+} from '../src/agent/delivery/delivery.ts';
+import type { Transport } from '../src/agent/delivery/transport.ts';
 import { LoadGenerator } from './load/templates.ts';
 import { activeFaults, faultsForSite } from './physics/faults.ts';
 import { countReportingDevices } from './physics/nameplate.ts';
 import { readingKey } from './physics/reading.ts';
 import { SiteSimulation } from './physics/site.ts';
+import { AgentSiteRunner } from './protocols/agent-site.ts';
 import type { AgentSettings, Fault, Scenario, SiteSpec } from './scenario.ts';
 
 export interface Clock {
@@ -34,7 +40,7 @@ export interface FleetOptions {
   /** Per-site transport override. */
   transport?: 'http' | 'ws';
   /** Delivery options over the scenario's per-site agent settings. */
-  agent?: AgentOverrides;
+  agent?: DeliveryOverrides;
   /** Record the (device, ts) of every acknowledged reading; see FleetHandle.acknowledged(). */
   trackAcks?: boolean;
   onStatus?: (status: FleetStatus) => void;
@@ -75,6 +81,16 @@ export interface FleetHandle {
   stop(options?: { flushMs?: number }): Promise<FleetCounters>;
 }
 
+/** What the fleet needs of a site's delivery: the simulator's own agent, or a real site agent's. */
+interface SiteDelivery {
+  readonly site: string;
+  readonly lastError: string | null;
+  readonly acknowledged: Set<string> | null;
+  counters(): DeliveryCounters;
+  drain(timeoutMs: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
 /** Something that feeds an agent on a schedule. */
 interface Generator {
   start(): void;
@@ -84,7 +100,7 @@ interface Generator {
   readonly finished: Promise<void>;
 }
 
-function agentOverridesOf(settings: AgentSettings): AgentOverrides {
+function agentOverridesOf(settings: AgentSettings): DeliveryOverrides {
   return {
     window: settings.window,
     gzipLevel: settings.gzip_level,
@@ -108,7 +124,7 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 /** Steps a site's physics on the scenario's interval and plays its delivery faults. */
 class PhysicsGenerator implements Generator {
   readonly #sim: SiteSimulation;
-  readonly #agent: SiteAgent;
+  readonly #agent: Delivery;
   readonly #faults: Fault[];
   readonly #fired = new Set<Fault>();
   readonly #tickWallMs: number;
@@ -122,7 +138,7 @@ class PhysicsGenerator implements Generator {
   #timer: NodeJS.Timeout | null = null;
   #stopped = false;
 
-  constructor(sim: SiteSimulation, agent: SiteAgent, scenario: Scenario, speed: number, trackAcks: boolean) {
+  constructor(sim: SiteSimulation, agent: Delivery, scenario: Scenario, speed: number, trackAcks: boolean) {
     this.#sim = sim;
     this.#agent = agent;
     this.#faults = faultsForSite(scenario.faults, sim.site.name);
@@ -202,7 +218,7 @@ class PhysicsGenerator implements Generator {
 class LoadSiteGenerator implements Generator {
   static readonly SLICE_MS = 50;
   readonly #gen: LoadGenerator;
-  readonly #agent: SiteAgent;
+  readonly #agent: Delivery;
   readonly #ratePerS: number;
   readonly #durationMs: number;
   readonly #startMs: number;
@@ -218,7 +234,7 @@ class LoadSiteGenerator implements Generator {
 
   constructor(
     gen: LoadGenerator,
-    agent: SiteAgent,
+    agent: Delivery,
     ratePerS: number,
     durationS: number,
     startMs: number,
@@ -275,6 +291,33 @@ class LoadSiteGenerator implements Generator {
   }
 }
 
+/** A site_agent site: its agent polls on its own schedule; the generator only marks the duration. */
+class AgentSiteGenerator implements Generator {
+  readonly #runner: AgentSiteRunner;
+  readonly #durationMs: number;
+  readonly #done = deferred();
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(runner: AgentSiteRunner, durationS: number) {
+    this.#runner = runner;
+    this.#durationMs = durationS * 1000;
+  }
+
+  get finished(): Promise<void> {
+    return this.#done.promise;
+  }
+
+  start(): void {
+    void this.#runner.start();
+    if (this.#durationMs > 0) this.#timer = setTimeout(() => this.#done.resolve(), this.#durationMs);
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+}
+
 /**
  * Why a run that has ended must not pass for a clean one, or null: readings still buffered after
  * the drain, or evicted from a full buffer, were never acknowledged and are lost to the service.
@@ -312,12 +355,28 @@ export function startFleet(options: FleetOptions): FleetHandle {
     Math.floor(now / 1000) * 1000 - (speed > 1 ? Math.ceil(scenario.duration_s) * 1000 : 0);
   const totalDevices = scenario.sites.reduce((n, s) => n + Math.max(1, countReportingDevices(s.devices)), 0);
 
-  const agents: SiteAgent[] = [];
+  const agents: SiteDelivery[] = [];
   const generators: Generator[] = [];
   for (const site of scenario.sites) {
     const token = options.tokens[site.name];
     if (token === undefined) throw new Error(`no token for site "${site.name}"`);
-    const agentOptions = resolveAgentOptions(
+    if (site.collection === 'site_agent') {
+      if (speed !== 1) throw new Error(`site "${site.name}": a site_agent site runs in real time (speed 1)`);
+      const runner = new AgentSiteRunner({
+        site,
+        url: options.url,
+        token,
+        seed,
+        intervalS: scenario.interval_s,
+        randomFailures: scenario.random_failures,
+        faults: scenario.faults,
+        trackAcks: options.trackAcks ?? false,
+      });
+      agents.push(runner);
+      generators.push(new AgentSiteGenerator(runner, scenario.duration_s));
+      continue;
+    }
+    const agentOptions = resolveDeliveryOptions(
       isLoad ? { gzipLevel: 1 } : undefined, // benchmarks: compression must not be the bottleneck
       agentOverridesOf(site.agent),
       options.agent,
@@ -327,7 +386,7 @@ export function startFleet(options: FleetOptions): FleetHandle {
     const transport = options.createTransport
       ? options.createTransport(site, token)
       : createTransport(transportKind, options.url, token, agentOptions);
-    const agent = new SiteAgent(site.name, transport, agentOptions);
+    const agent = new Delivery(site.name, transport, agentOptions);
     agents.push(agent);
     if (isLoad) {
       const gen = new LoadGenerator(site, seed, scenario.ts_format === 'rfc3339' ? 'rfc3339' : 'epoch_ms');

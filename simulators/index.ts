@@ -7,9 +7,13 @@
  *   const final = await fleet.done;            // or: await fleet.stop({ flushMs: 5000 })
  *   fleet.acknowledged().get('demo-mining-tx') // Set of readingKey(device, tsMs)
  */
-export type { DeliveryCounters } from './agent/counters.ts';
+export type { DeliveryCounters } from '../src/agent/delivery/counters.ts';
+export {
+  DEFAULT_DELIVERY_OPTIONS as DEFAULT_AGENT_OPTIONS,
+  type DeliveryOptions as AgentOptions,
+  type DeliveryOverrides as AgentOverrides,
+} from '../src/agent/delivery/delivery.ts';
 export { ProvisionError, type ProvisionOptions, provisionSites } from './agent/provision.ts';
-export { type AgentOptions, type AgentOverrides, DEFAULT_AGENT_OPTIONS } from './agent/site-agent.ts';
 export {
   type Clock,
   type FleetCounters,

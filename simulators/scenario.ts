@@ -50,6 +50,27 @@ export const DeviceMixSchema = z.strictObject({
   gpu_model: z.enum(GPU_MODEL_NAMES).default('H100 SXM'),
 });
 
+/**
+ * How a site's readings reach hashwatt: `direct`, the simulator's own agent pushes the physics'
+ * readings; `site_agent`, the site's devices answer on their real protocols (CGMiner API, Whatsminer
+ * V3, Modbus TCP, dcgm-exporter or nvidia-smi) on loopback addresses and a real `hashwatt agent`
+ * polls them and pushes what it read: the whole production path.
+ */
+export const SiteAgentSettings = z.strictObject({
+  /** Address of the first miner; the others follow (127.0.60.1, .2, …), each at its API's real port. */
+  miner_base: z
+    .string()
+    .regex(/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/, 'a loopback address, 127.x.y.z')
+    .default('127.0.60.1'),
+  /** Listen at the real ports on separate addresses (Linux), or at free ports of 127.0.0.1 (anywhere). */
+  real_ports: z.boolean().default(true),
+  gpu_source: z.enum(['dcgm', 'nvidia-smi']).default('dcgm'),
+  meter_model: z.enum(['eastron-sdm630', 'schneider-pm5560']).default('eastron-sdm630'),
+  /** The meter also publishes the grid's allowance on this Modbus unit, read as a register. */
+  grid_signal_unit_id: z.int().min(0).max(255).optional(),
+});
+export type SiteAgentSettings = z.infer<typeof SiteAgentSettings>;
+
 export const SiteSpec = z.strictObject({
   name: z.string().min(1).max(100),
   kind: z.enum(['mining', 'ai', 'mixed']),
@@ -76,6 +97,13 @@ export const SiteSpec = z.strictObject({
   /** Daily grid schedule; outside every window the site may draw its full capacity. */
   grid: z.array(GridWindow).default([]),
   agent: AgentSettings.default({}),
+  collection: z.enum(['direct', 'site_agent']).default('direct'),
+  site_agent: SiteAgentSettings.default({
+    miner_base: '127.0.60.1',
+    real_ports: true,
+    gpu_source: 'dcgm',
+    meter_model: 'eastron-sdm630',
+  }),
 });
 export type SiteSpec = z.infer<typeof SiteSpec>;
 
@@ -154,6 +182,13 @@ export const Scenario = z
           message: 'a site needs at least one device or a meter',
         });
       }
+      if (scenario.rate_per_s !== undefined && site.collection === 'site_agent') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sites', i, 'collection'],
+          message: 'load scenarios (rate_per_s) push directly; site_agent needs physics',
+        });
+      }
       if (scenario.rate_per_s !== undefined && site.devices.gpu_servers > 0) {
         ctx.addIssue({
           code: 'custom',
@@ -175,6 +210,16 @@ export const Scenario = z
           code: 'custom',
           path: ['faults', i],
           message: 'load scenarios (rate_per_s) take no faults',
+        });
+      }
+      const agentSites = scenario.sites.filter((s) => s.collection === 'site_agent').map((s) => s.name);
+      const delivery =
+        fault.type === 'site_outage' || fault.type === 'network_flap' || fault.type === 'clock_skew';
+      if (delivery && (fault.site === undefined ? agentSites.length > 0 : agentSites.includes(fault.site))) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['faults', i, 'type'],
+          message: `${fault.type} acts on the simulator's own agent; a site_agent site's agent runs as in production`,
         });
       }
     });

@@ -1,4 +1,4 @@
-import type { DeliveryCounters } from './agent/counters.ts';
+import type { DeliveryCounters } from '../src/agent/delivery/counters.ts';
 import type { FleetCounters, FleetStatus } from './fleet.ts';
 
 const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });

@@ -14,6 +14,12 @@ import { createLogger } from './log.ts';
 import { openDatabase } from './storage/database.ts';
 import { migrateToLatest } from './storage/migrate.ts';
 
+// The site agent has its own options (--config …), which the service's parseArgs below would refuse.
+if (process.argv[2] === 'agent') {
+  const { runAgentCli } = await import('./agent/main.ts');
+  process.exit(await runAgentCli(process.argv.slice(3)));
+}
+
 const USAGE = `hashwatt — telemetry ingest and monitoring for mining and AI sites
 
 Usage:
@@ -40,6 +46,8 @@ Usage:
                                                    operator may also acknowledge and silence
   hashwatt tokens list [--json]
   hashwatt tokens revoke ID                        the token stops working at once
+  hashwatt agent --config site.yaml [--check]      run the site agent (docs/agent.md)
+  hashwatt agent discover [--range R]... [--yaml]  find miners on ports 4028 / 4433
 
 SITE is a site's id or its name.
 

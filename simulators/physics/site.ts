@@ -4,6 +4,7 @@ import {
   type AsicHealth,
   type AsicMode,
   type AsicModelName,
+  type AsicSample,
   type AsicUnit,
   advanceAsicHealth,
   createAsicUnit,
@@ -17,6 +18,8 @@ import {
   createGpuServer,
   DEFAULT_GPU_RELIABILITY,
   GPUS_PER_SERVER,
+  type GpuModelName,
+  type GpuSample,
   type GpuServer,
   sampleGpuServer,
 } from './gpu.ts';
@@ -48,6 +51,30 @@ export interface SiteSimulationOptions {
   faults?: readonly Fault[];
   randomFailures?: boolean;
   tsFormat?: 'rfc3339' | 'epoch_ms';
+  /**
+   * Also report each device's state in `SiteTick.asics` / `gpuServers` (the protocol simulators
+   * answer from it: per-hashboard detail and the silent devices a reading cannot show).
+   */
+  details?: boolean;
+}
+
+/** One ASIC's state in a tick, with what its firmware would report (null while it is silent). */
+export interface AsicDetail {
+  name: string;
+  /** Index of the ASIC in the site, stable across ticks. */
+  index: number;
+  model: AsicModelName;
+  mode: AsicMode;
+  boardsLost: number;
+  sample: AsicSample | null;
+}
+
+/** One GPU server's GPUs in a tick (null: fallen off the bus) and its host's power. */
+export interface GpuServerDetail {
+  name: string;
+  model: GpuModelName;
+  gpus: (GpuSample | null)[];
+  itPowerW: number;
 }
 
 /** Everything one tick produced: the readings to send and the ground truth behind them. */
@@ -64,6 +91,11 @@ export interface SiteTick {
   hashrateThs: number;
   curtailedAsics: number;
   silentDevices: number;
+  /** Inlet air temperature this tick. */
+  ambientC: number;
+  /** Only with `details`. */
+  asics?: AsicDetail[];
+  gpuServers?: GpuServerDetail[];
 }
 
 interface AsicSlot {
@@ -105,6 +137,7 @@ export class SiteSimulation {
   readonly #faults: Fault[];
   readonly #randomFailures: boolean;
   readonly #epochTs: boolean;
+  readonly #details: boolean;
   readonly #asics: AsicSlot[] = [];
   /** ASIC indices best-efficiency first: the controller keeps these hashing longest. */
   readonly #keepOrder: number[];
@@ -119,6 +152,7 @@ export class SiteSimulation {
     this.#faults = faultsForSite(options.faults ?? [], site.name);
     this.#randomFailures = options.randomFailures ?? true;
     this.#epochTs = options.tsFormat === 'epoch_ms';
+    this.#details = options.details ?? false;
     const ambient = ambientC(site.ambient_c, localHour(options.startMs, site.timezone));
     for (const [model, count] of Object.entries(site.devices.asic) as [AsicModelName, number][]) {
       for (let i = 0; i < count; i++) {
@@ -195,6 +229,7 @@ export class SiteSimulation {
 
     // GPU load is firm (jobs are not curtailed), so it is served first and ASICs fit into the rest.
     const gpuReadings: Reading[] = [];
+    const gpuDetails: GpuServerDetail[] | undefined = this.#details ? [] : undefined;
     for (const slot of this.#servers) {
       const sample = sampleGpuServer(slot.server, {
         tick,
@@ -208,6 +243,12 @@ export class SiteSimulation {
         forced: (g) => forcedDown(GPU_ID_BASE + (slot.id - GPU_SERVER_ID_BASE) * GPUS_PER_SERVER + g),
       });
       itPowerW += sample.itPowerW;
+      gpuDetails?.push({
+        name: slot.name,
+        model: site.devices.gpu_model,
+        gpus: sample.gpus,
+        itPowerW: sample.itPowerW,
+      });
       sample.gpus.forEach((gpu, g) => {
         if (!gpu) {
           silentDevices++;
@@ -251,11 +292,20 @@ export class SiteSimulation {
         curtailedAsics++;
       }
     }
+    const asicDetails: AsicDetail[] | undefined = this.#details ? [] : undefined;
     for (const a of this.#asics) {
       const mode = modes[a.id]!;
       const s = sampleAsic(a.unit, a.health, mode, ambient, this.intervalS, noise, a.id, tick);
       itPowerW += s.powerW;
       hashrateThs += s.hashrateThs;
+      asicDetails?.push({
+        name: a.name,
+        index: a.id,
+        model: a.unit.model,
+        mode,
+        boardsLost: a.health.boardsLost,
+        sample: mode === 'silent' ? null : s,
+      });
       if (mode === 'silent') {
         silentDevices++;
         continue;
@@ -298,6 +348,9 @@ export class SiteSimulation {
       hashrateThs,
       curtailedAsics,
       silentDevices,
+      ambientC: ambient,
+      ...(asicDetails && { asics: asicDetails }),
+      ...(gpuDetails && { gpuServers: gpuDetails }),
     };
   }
 }

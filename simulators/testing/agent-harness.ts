@@ -1,6 +1,11 @@
-/** Helpers for tests that run one SiteAgent against the fake service. */
+/** Helpers for tests that run one Delivery against the fake service. */
 
-import { type AgentOverrides, createTransport, resolveAgentOptions, SiteAgent } from '../agent/site-agent.ts';
+import {
+  createTransport,
+  Delivery,
+  type DeliveryOverrides,
+  resolveDeliveryOptions,
+} from '../../src/agent/delivery/delivery.ts';
 import { readingKey } from '../physics/reading.ts';
 
 export const SITE = 'site-a';
@@ -10,10 +15,10 @@ export const TOKEN = 'token-a';
 export function createTestAgent(
   kind: 'http' | 'ws',
   url: string,
-  overrides: AgentOverrides = {},
+  overrides: DeliveryOverrides = {},
   token = TOKEN,
-): SiteAgent {
-  const options = resolveAgentOptions(
+): Delivery {
+  const options = resolveDeliveryOptions(
     {
       trackAcks: true,
       backoff: { baseMs: 20, maxMs: 200, factor: 2 },
@@ -23,11 +28,11 @@ export function createTestAgent(
     },
     overrides,
   );
-  return new SiteAgent(SITE, createTransport(kind, url, token, options), options);
+  return new Delivery(SITE, createTransport(kind, url, token, options), options);
 }
 
 /** Pushes n valid readings (device d-<i % 7>, ts from a fixed epoch) and returns their keys. */
-export function pushReadings(agent: SiteAgent, n: number, from = 0): string[] {
+export function pushReadings(agent: Delivery, n: number, from = 0): string[] {
   const keys: string[] = [];
   for (let i = from; i < from + n; i++) {
     const device = `hall-a/r01/s21-${String(i % 7).padStart(3, '0')}`;

@@ -1,15 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestAgent, pushReadings, SITE, TOKEN } from '../testing/agent-harness.ts';
+import { createTestAgent, pushReadings, SITE, TOKEN } from '../../simulators/testing/agent-harness.ts';
 import {
   type FakeService,
   type FakeServiceOptions,
   type FramePlan,
   startFakeService,
-} from '../testing/fake-service.ts';
-import type { AgentOverrides, SiteAgent } from './site-agent.ts';
+} from '../../simulators/testing/fake-service.ts';
+import type { Delivery, DeliveryOverrides } from '../../src/agent/delivery/delivery.ts';
 
 let fake: FakeService | null = null;
-let agent: SiteAgent | null = null;
+let agent: Delivery | null = null;
 
 afterEach(async () => {
   await agent?.close();
@@ -18,7 +18,7 @@ afterEach(async () => {
   fake = null;
 });
 
-async function setup(options: Omit<FakeServiceOptions, 'tokens'> = {}, overrides: AgentOverrides = {}) {
+async function setup(options: Omit<FakeServiceOptions, 'tokens'> = {}, overrides: DeliveryOverrides = {}) {
   fake = await startFakeService({ tokens: { [TOKEN]: SITE }, ...options });
   agent = createTestAgent('ws', fake.url, overrides);
   return { fake, agent };

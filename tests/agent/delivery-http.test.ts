@@ -1,11 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createTestAgent, pushReadings, SITE, TOKEN } from '../testing/agent-harness.ts';
-import { type FakeService, type IngestPlan, startFakeService } from '../testing/fake-service.ts';
-import { classifyHttpStatus } from './http-transport.ts';
-import type { SiteAgent } from './site-agent.ts';
+import { createTestAgent, pushReadings, SITE, TOKEN } from '../../simulators/testing/agent-harness.ts';
+import {
+  type FakeService,
+  type IngestPlan,
+  startFakeService,
+} from '../../simulators/testing/fake-service.ts';
+import type { Delivery } from '../../src/agent/delivery/delivery.ts';
+import { classifyHttpStatus } from '../../src/agent/delivery/http-transport.ts';
 
 let fake: FakeService | null = null;
-let agent: SiteAgent | null = null;
+let agent: Delivery | null = null;
 
 afterEach(async () => {
   await agent?.close();

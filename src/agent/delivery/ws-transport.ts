@@ -111,6 +111,7 @@ export class WsTransport implements Transport {
             fail({
               kind: 'retry',
               reason: `upgrade refused: HTTP ${status}`,
+              connectFailed: true,
               ...(retryAfterMs !== undefined && { retryAfterMs }),
             });
           } else {
@@ -119,13 +120,14 @@ export class WsTransport implements Transport {
               status,
               code: envelope?.code ?? `http_${status}`,
               message: envelope?.message ?? 'upgrade refused',
+              connectFailed: true,
             });
           }
           req.destroy();
         });
       });
       socket.on('error', (err: NodeJS.ErrnoException) =>
-        fail({ kind: 'retry', reason: err.code ?? err.message }),
+        fail({ kind: 'retry', reason: err.code ?? err.message, connectFailed: true }),
       );
       socket.on('open', () => {
         if (opened) return;
@@ -139,7 +141,9 @@ export class WsTransport implements Transport {
         this.#attach(socket);
         resolve(socket);
       });
-      socket.on('close', () => fail({ kind: 'retry', reason: 'connection closed during handshake' }));
+      socket.on('close', () =>
+        fail({ kind: 'retry', reason: 'connection closed during handshake', connectFailed: true }),
+      );
     });
     return this.#connecting;
   }

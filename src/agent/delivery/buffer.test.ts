@@ -1,6 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { Noise } from '../physics/random.ts';
 import { type BufferLimits, ReadingBuffer } from './buffer.ts';
+
+/** A small seeded PRNG (mulberry32), so the random walk below replays identically. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 const limits = (over: Partial<BufferLimits> = {}): BufferLimits => ({
   maxReadings: 10,
@@ -75,13 +86,13 @@ describe('ReadingBuffer', () => {
   });
 
   it('keeps its count consistent: added = held + dropped + completed', () => {
-    const draw = new Noise(99);
+    const draw = seeded(99);
     const b = new ReadingBuffer(limits({ maxReadings: 50, maxBatchReadings: 7 }));
     let added = 0;
     let completed = 0;
     const inFlight = new Set<ReturnType<ReadingBuffer['takeNext']>>();
     for (let step = 0; step < 5000; step++) {
-      const r = draw.uniform(step, 0, 1);
+      const r = draw();
       if (r < 0.6) {
         b.add(reading(step));
         added++;
