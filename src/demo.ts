@@ -42,6 +42,8 @@ try {
   }
   throw error;
 }
+// The demo's admin token: HASHWATT_ADMIN_TOKEN when set, else one made up for this run (printed
+// below, as it is the only way into the console and the admin API).
 const adminToken = config.adminToken ?? `demo-${randomBytes(12).toString('hex')}`;
 const logger = createLogger(process.env.LOG_LEVEL ? config.logLevel : 'warn');
 const service = await startService({ ...config, adminToken }, logger).catch((error: unknown) => {
@@ -55,6 +57,16 @@ const service = await startService({ ...config, adminToken }, logger).catch((err
   process.exit(1);
 });
 
+const out = process.stdout;
+// The console first, before the sites are provisioned: it is what a newcomer opens, and it shows
+// the sites appear and their data arrive.
+out.write(`hashwatt console  ${service.url}/
+  sign in with the admin token  ${adminToken}
+  ${config.adminToken ? '(HASHWATT_ADMIN_TOKEN)' : '(made up for this run; set HASHWATT_ADMIN_TOKEN to choose one)'}
+  a viewer or operator token for someone else:
+    HASHWATT_URL=${service.url} HASHWATT_ADMIN_TOKEN=${adminToken} node bin/hashwatt.js tokens create --name NAME --role viewer
+`);
+
 const scenario = loadScenario(values.scenario, {
   ...(values.scale && { scale: Number(values.scale) }),
   ...(values.duration && { duration_s: Number(values.duration) }),
@@ -62,10 +74,9 @@ const scenario = loadScenario(values.scenario, {
 const tokens = await provisionSites({ url: service.url, adminToken, scenario });
 const where =
   service.storage.backend === 'pglite' ? `embedded Postgres (PGlite) in ${config.dataDir}` : 'Postgres';
-const out = process.stdout;
 out.write(`
 hashwatt demo on ${where}
-  API       ${service.url}/api/v1/sites   (admin token: ${adminToken})
+  API       ${service.url}/api/v1/sites   (the same admin token)
   ready     ${service.url}/readyz
   metrics   ${service.url}/metrics        (per-site power, surplus, hashrate, GPUs, devices by state)
   ingest    POST ${service.url}/api/v1/ingest, WebSocket ${service.url.replace('http', 'ws')}/api/v1/stream

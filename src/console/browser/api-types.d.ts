@@ -28,6 +28,39 @@ export interface Alert {
   description: string | null;
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /** Null until someone acknowledges the firing episode; kept once it resolves. */
+  acknowledgement: Acknowledgement | null;
+  /** Ids of the silences holding it now; always empty for a resolved episode. */
+  silenced_by: number[];
+}
+
+export interface Acknowledgement {
+  /** The named token's name, or "admin". */
+  by: string;
+  at: string;
+  comment: string | null;
+}
+
+export interface Silence {
+  id: number;
+  state: 'active' | 'expired';
+  /** Null: every site. */
+  site: { id: number; name: string } | null;
+  /** Null: every alert. */
+  alertname: string | null;
+  starts_at: string;
+  ends_at: string;
+  expired_at: string | null;
+  expired_by: string | null;
+  /** The earlier of `ends_at` and `expired_at`. */
+  effective_ends_at: string;
+  comment: string;
+  created_by: string;
+  created_at: string;
+}
+
+export interface SilenceList {
+  silences: Silence[];
 }
 
 export interface SiteView {

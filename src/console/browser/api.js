@@ -72,6 +72,17 @@ export async function apiGet(path, options = {}) {
     credentials: 'omit',
     ...(options.signal && { signal: options.signal }),
   });
+  return readAnswer(response, options.token === undefined);
+}
+
+/**
+ * The JSON of an answer, or its error envelope thrown as an `ApiError`.
+ * @template T
+ * @param {Response} response
+ * @param {boolean} withKeptToken  the request carried the tab's token: a 401 ends the session
+ * @returns {Promise<T>}
+ */
+async function readAnswer(response, withKeptToken) {
   if (response.ok) return /** @type {Promise<T>} */ (response.json());
   /** @type {{ error?: { code?: string, message?: string } }} */
   let body = {};
@@ -86,8 +97,33 @@ export async function apiGet(path, options = {}) {
     body.error?.message ?? `HTTP ${response.status}`,
   );
   // A sign-in attempt reports its own 401; only the kept token's 401 ends the session.
-  if (response.status === 401 && options.token === undefined) onUnauthorized(error);
+  if (response.status === 401 && withKeptToken) onUnauthorized(error);
   throw error;
+}
+
+/**
+ * Sends a JSON body (or none) with the tab's token: the actions on alerts and silences. Errors as
+ * `apiGet`'s, a 401 included.
+ * @template T
+ * @param {'POST' | 'DELETE'} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @returns {Promise<T>}
+ */
+export async function apiSend(method, path, body) {
+  const token = storedToken();
+  const response = await fetch(path, {
+    method,
+    headers: {
+      accept: 'application/json',
+      ...(token && { authorization: `Bearer ${token}` }),
+      ...(body !== undefined && { 'content-type': 'application/json' }),
+    },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+    cache: 'no-store',
+    credentials: 'omit',
+  });
+  return readAnswer(response, true);
 }
 
 /** True for the abort of a request the page no longer wants (it navigated away, or asked again). */

@@ -1,7 +1,8 @@
 // @ts-check
 /**
  * The console's entry: sign-in, the header, and hash routing between the pages
- * (`#/` fleet, `#/sites/ID`, `#/sites/ID/devices/ID`, `#/alerts`). The token lives in
+ * (`#/` fleet, `#/sites/ID`, `#/sites/ID/devices/ID`, either with `?range=1h|24h|7d|30d`,
+ * `#/alerts`, `#/alerts/resolved`, `#/alerts/silences`). The token lives in
  * sessionStorage and goes out only as `Authorization: Bearer`; any 401 comes back to sign-in.
  */
 import { mountAlerts } from './alerts.js';
@@ -12,13 +13,15 @@ import { describeLocalZone, formatCount } from './format.js';
 import { mountSite } from './site.js';
 
 /** @typedef {import('./api-types').Session} Session */
+/** @typedef {'open' | 'resolved' | 'silences'} AlertsView */
+/** @typedef {'1h' | '24h' | '7d' | '30d'} HistoryRange */
 /**
- * @typedef {{ page: 'fleet' } | { page: 'alerts' } | { page: 'site', siteId: number, deviceId: number | null } | { page: 'missing' }} Route
+ * @typedef {{ page: 'fleet' } | { page: 'alerts', view: AlertsView } | { page: 'site', siteId: number, deviceId: number | null, range: HistoryRange | null } | { page: 'missing' }} Route
  */
 /**
  * @typedef {object} Permissions
- * @property {boolean} readAlertHistory  may read `GET /api/v1/alerts` and a site's alert history
- * @property {boolean} actOnAlerts  may acknowledge and silence alerts (the API is adding these)
+ * @property {boolean} actOnAlerts  may acknowledge the alerts of its sites, and silence them
+ * @property {boolean} silenceEverySite  may create and expire a silence of every site
  */
 /**
  * @typedef {object} PageContext
@@ -29,16 +32,18 @@ import { mountSite } from './site.js';
 /** @typedef {{ update?: (route: Route) => void, unmount(): void }} MountedPage */
 
 /**
- * What a role may do here. The API decides every request; this only leaves out what it would
- * refuse, so a viewer never meets a button that answers 401.
- * @param {Session['role']} role
+ * What a token may do here. The API decides every request; this only leaves out what it would
+ * refuse, so a viewer never meets a button that answers 403. Every token reads the alerts and
+ * silences of its sites (docs/alerting.md); acting takes the admin or an operator token, and a
+ * silence of every site an operator token of every site.
+ * @param {Session} session
  * @returns {Permissions}
  */
-export function permissionsOf(role) {
+export function permissionsOf(session) {
+  const operates = session.role === 'admin' || session.role === 'operator';
   return {
-    // The alerts API (docs/alerting.md) is the admin's today.
-    readAlertHistory: role === 'admin',
-    actOnAlerts: role === 'admin' || role === 'operator',
+    actOnAlerts: operates,
+    silenceEverySite: session.role === 'admin' || (operates && session.site_ids === null),
   };
 }
 
@@ -46,13 +51,29 @@ export function permissionsOf(role) {
 export function parseRoute(/** @type {string} */ hash) {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/') return { page: 'fleet' };
-  if (path === '/alerts') return { page: 'alerts' };
-  const site = /^\/sites\/([1-9]\d{0,9})(?:\/devices\/([1-9]\d{0,9}))?$/.exec(path);
-  if (site) return { page: 'site', siteId: Number(site[1]), deviceId: site[2] ? Number(site[2]) : null };
+  if (path === '/alerts') return { page: 'alerts', view: 'open' };
+  if (path === '/alerts/resolved') return { page: 'alerts', view: 'resolved' };
+  if (path === '/alerts/silences') return { page: 'alerts', view: 'silences' };
+  // A history range in the link (the range buttons keep it there), so a reload or a shared link
+  // opens the same view.
+  const site = /^\/sites\/([1-9]\d{0,9})(?:\/devices\/([1-9]\d{0,9}))?(?:\?range=(1h|24h|7d|30d))?$/.exec(
+    path,
+  );
+  if (site) {
+    return {
+      page: 'site',
+      siteId: Number(site[1]),
+      deviceId: site[2] ? Number(site[2]) : null,
+      range: /** @type {HistoryRange | undefined} */ (site[3]) ?? null,
+    };
+  }
   return { page: 'missing' };
 }
 
-/** Pages that are the same page with other details (a site and one of its devices) update in place. */
+/**
+ * Pages that are the same page with other details (a site and one of its devices, the alerts and
+ * the silences) update in place.
+ */
 function pageKey(/** @type {Route} */ route) {
   return route.page === 'site' ? `site:${route.siteId}` : route.page;
 }
@@ -139,7 +160,7 @@ function showSignIn(/** @type {string} */ message = '') {
 function start(/** @type {Session} */ session) {
   context = {
     session,
-    permissions: permissionsOf(session.role),
+    permissions: permissionsOf(session),
     setFiringCount: (count) => {
       alertCount.hidden = count === 0;
       alertCount.textContent = formatCount(count);
@@ -181,7 +202,7 @@ function route(/** @type {boolean} */ moveFocus) {
       page = mountFleet(main, context);
       break;
     case 'alerts':
-      page = mountAlerts(main, context);
+      page = mountAlerts(main, context, next.view);
       break;
     case 'site':
       page = mountSite(main, context, next);

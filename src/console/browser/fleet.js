@@ -115,14 +115,22 @@ function statusSince(/** @type {SiteView} */ s, /** @type {number} */ nowMs) {
   return `read ${esc(formatAgo(last, nowMs))}`;
 }
 
-/** @param {import('./api-types').Alert[]} alerts */
+/**
+ * The site's firing alerts as chips; one a silence holds is drawn dashed and one someone
+ * acknowledged ticked, both said in its title (the chip's text stays the alert's name).
+ * @param {import('./api-types').Alert[]} alerts
+ */
 function alertChips(alerts) {
   if (alerts.length === 0) return `<span class="muted">${NONE}</span>`;
   return alerts
-    .map(
-      (a) =>
-        `<span class="chip severity-${esc(a.severity)}" title="${esc(a.summary ?? a.alertname)}">${esc(a.alertname)}</span>`,
-    )
+    .map((a) => {
+      const handling = [
+        a.acknowledgement ? `acknowledged by ${a.acknowledgement.by}` : '',
+        a.silenced_by.length > 0 ? 'silenced' : '',
+      ].filter(Boolean);
+      const classes = `chip severity-${esc(a.severity)}${a.silenced_by.length > 0 ? ' is-silenced' : ''}${a.acknowledgement ? ' is-acknowledged' : ''}`;
+      return `<span class="${classes}" title="${esc([a.summary ?? a.alertname, ...handling].join(' · '))}">${esc(a.alertname)}</span>`;
+    })
     .join(' ');
 }
 

@@ -3,12 +3,14 @@
  * A site's page: what it does now (`/status`, every few seconds), its history as charts (power
  * drawn against available with the surplus shaded, hashrate against expected, GPU utilisation,
  * energy per hour or day) over 1 h, 24 h, 7 d or 30 d, its devices (filtered, paged by the API's
- * cursor) with one device's own charts, and its alerts.
+ * cursor) with one device's own charts, and its alert history (`GET /api/v1/sites/:id/alerts`, for
+ * every token) with the actions of alert-actions.js for the tokens that may act.
  *
  * The step of each range is chosen so long ranges read the rollups (src/history/tiers.ts: whole
  * minutes read the site-minute tier, whole hours the hour tiers); the answer's `source` is shown.
  */
-import { alertActions, alertHeadHtml, alertRowHtml } from './alerts.js';
+import { alertActionsHtml, mountAlertActions, redrawKeepingFocus } from './alert-actions.js';
+import { alertHeadHtml, alertRowHtml } from './alerts.js';
 import { ApiError, apiGet, isAbort } from './api.js';
 import { alignPoints, createChart } from './charts.js';
 import { $, debounce, esc, every } from './dom.js';
@@ -41,6 +43,7 @@ const DAY_MS = 24 * HOUR_MS;
 const STATUS_REFRESH_MS = 5_000;
 const DEVICES_REFRESH_MS = 15_000;
 const DEVICES_PER_PAGE = 25;
+const ALERT_HISTORY_LIMIT = 50;
 
 /**
  * The ranges and their steps. 60 s reads the site-minute rollup (exactly the fleet rule, docs/
@@ -83,7 +86,10 @@ export const RANGES = /** @type {const} */ ({
 });
 /** @typedef {keyof typeof RANGES} RangeKey */
 
-/** The range, kept while the console is open (moving between sites keeps it). */
+/**
+ * The range, kept while the console is open (moving between sites keeps it); a link's
+ * `?range=` sets it.
+ */
 /** @type {RangeKey} */
 let rangeKey = '24h';
 
@@ -251,11 +257,12 @@ function deviceRowHtml(
 /**
  * @param {HTMLElement} main
  * @param {import('./app.js').PageContext} context
- * @param {{ siteId: number, deviceId: number | null }} route
+ * @param {{ siteId: number, deviceId: number | null, range: RangeKey | null }} route
  */
 export function mountSite(main, context, route) {
   const siteId = route.siteId;
   let deviceId = route.deviceId;
+  if (route.range) rangeKey = route.range;
   const { permissions } = context;
   main.innerHTML = `<nav class="crumbs" aria-label="Breadcrumb"><a href="#/">Fleet</a> <span aria-hidden="true">›</span> <span data-crumb>site ${siteId}</span></nav>
 <div class="page-head"><h1 tabindex="-1" data-site-name>Site ${siteId}</h1><span data-site-badges></span><p class="updated" data-updated></p></div>
@@ -298,9 +305,8 @@ export function mountSite(main, context, route) {
   </section>
 </section>
 <section class="site-alerts" aria-labelledby="alerts-h">
-  <div class="section-head"><h2 id="alerts-h">Alerts</h2></div>
-  ${permissions.readAlertHistory ? '' : '<p class="note">Alert history needs an admin token; these are the alerts firing now.</p>'}
-  <div class="table-wrap"><table class="alerts-table"><thead>${alertHeadHtml({ withSite: false, withActions: permissions.actOnAlerts })}</thead><tbody data-alert-rows></tbody></table>
+  <div class="section-head"><h2 id="alerts-h">Alerts</h2><p class="source">the latest ${ALERT_HISTORY_LIMIT}, newest first</p>${permissions.actOnAlerts ? `<button type="button" class="button-small" data-action="new-silence" data-site-id="${siteId}" aria-haspopup="dialog">Silence this site…</button>` : ''}<a class="source" href="#/alerts/silences">Silences</a></div>
+  <div class="table-wrap"><table class="alerts-table"><caption class="sr-only">This site's alerts: firing, pending and resolved, with who acknowledged them and the silences holding them.</caption><thead>${alertHeadHtml({ withSite: false, withActions: permissions.actOnAlerts })}</thead><tbody data-alert-rows></tbody></table>
   <p class="empty" data-alerts-empty hidden>No alerts.</p></div>
 </section>`;
 
@@ -340,14 +346,12 @@ export function mountSite(main, context, route) {
   // --- now -----------------------------------------------------------------------------------
   /** @type {SiteView | null} */
   let site = null;
-  let firing = /** @type {import('./api-types').Alert[]} */ ([]);
   async function loadStatus() {
     try {
       /** @type {import('./api-types').SiteStatusAnswer} */
       const answer = await get(`/api/v1/sites/${siteId}/status`);
       const first = site === null;
       site = answer.site;
-      firing = site.firing_alerts;
       const nowMs = Date.now();
       $(main, '[data-site-name]').textContent = site.name;
       $(main, '[data-crumb]').textContent = site.name;
@@ -359,7 +363,6 @@ export function mountSite(main, context, route) {
         `Updated ${formatInstant(answer.as_of, nowMs)} · every ${STATUS_REFRESH_MS / 1000} s`;
       banner.hidden = true;
       if (first) buildCharts(site.kind);
-      if (!permissions.readAlertHistory) renderAlerts(firing);
     } catch (error) {
       if (isAbort(error)) return;
       if (error instanceof ApiError && error.status === 404) return siteMissing();
@@ -471,13 +474,22 @@ export function mountSite(main, context, route) {
     }
   }
 
+  function setRange(/** @type {RangeKey} */ key) {
+    rangeKey = key;
+    for (const b of main.querySelectorAll('[data-range]'))
+      b.setAttribute('aria-pressed', String(/** @type {HTMLElement} */ (b).dataset.range === rangeKey));
+    restartHistory();
+    if (deviceId !== null) loadDeviceCharts();
+  }
   for (const button of main.querySelectorAll('[data-range]')) {
     button.addEventListener('click', () => {
-      rangeKey = /** @type {RangeKey} */ (/** @type {HTMLElement} */ (button).dataset.range);
-      for (const b of main.querySelectorAll('[data-range]'))
-        b.setAttribute('aria-pressed', String(/** @type {HTMLElement} */ (b).dataset.range === rangeKey));
-      restartHistory();
-      if (deviceId !== null) loadDeviceCharts();
+      setRange(/** @type {RangeKey} */ (/** @type {HTMLElement} */ (button).dataset.range));
+      // The link says the range (a reload keeps it); replaced, not pushed: Back leaves the page.
+      history.replaceState(
+        null,
+        '',
+        `#/sites/${siteId}${deviceId === null ? '' : `/devices/${deviceId}`}?range=${rangeKey}`,
+      );
     });
   }
 
@@ -662,45 +674,57 @@ export function mountSite(main, context, route) {
   }
 
   // --- alerts --------------------------------------------------------------------------------
+  /** @type {import('./api-types').Alert[]} */
+  let alerts = [];
+  /** The active silences covering the site (its own and those of every site), by id. */
+  /** @type {Map<number, import('./api-types').Silence>} */
+  let silences = new Map();
   let alertsHtml = '';
-  function renderAlerts(/** @type {import('./api-types').Alert[]} */ alerts) {
+  function renderAlerts() {
     const nowMs = Date.now();
     const html = alerts
       .map((a) =>
         alertRowHtml(a, {
           nowMs,
           withSite: false,
-          actions: permissions.actOnAlerts
-            ? a.state === 'resolved'
-              ? ''
-              : alertActions(a, permissions)
-            : null,
+          actions: permissions.actOnAlerts ? alertActionsHtml(a, permissions) : null,
+          silences,
         }),
       )
       .join('');
-    if (html !== alertsHtml) {
-      $(main, '[data-alert-rows]').innerHTML = html;
-      alertsHtml = html;
-    }
+    redrawKeepingFocus($(main, '[data-alert-rows]'), html, alertsHtml);
+    alertsHtml = html;
     $(main, '[data-alerts-empty]').hidden = alerts.length > 0;
   }
   async function loadAlertHistory() {
     try {
-      /** @type {import('./api-types').AlertList} */
-      const answer = await get(`/api/v1/sites/${siteId}/alerts`, { limit: 50 });
-      renderAlerts(answer.alerts);
+      /** @type {[import('./api-types').AlertList, import('./api-types').SilenceList]} */
+      const [answer, active] = await Promise.all([
+        get(`/api/v1/sites/${siteId}/alerts`, { limit: ALERT_HISTORY_LIMIT }),
+        get('/api/v1/silences', { site: siteId, state: 'active', limit: 1000 }),
+      ]);
+      if (gone) return;
+      alerts = answer.alerts;
+      silences = new Map(active.silences.map((s) => [s.id, s]));
+      renderAlerts();
     } catch (error) {
-      if (isAbort(error)) return;
+      if (isAbort(error) || gone) return;
       if (error instanceof ApiError && error.status === 404) return siteMissing();
       showError('the alert history', error);
       throw error;
     }
   }
+  const alertActions = mountAlertActions(main, context, {
+    alertById: (id) => alerts.find((a) => a.id === id),
+    sites: async () => (site ? [{ id: site.id, name: site.name }] : []),
+    onChanged: () => loadAlertHistory().catch(() => {}),
+  });
 
   timers.push(every(loadStatus, STATUS_REFRESH_MS));
   const devicesTimer = every(loadDevices, DEVICES_REFRESH_MS);
   timers.push(devicesTimer);
-  if (permissions.readAlertHistory) timers.push(every(loadAlertHistory, DEVICES_REFRESH_MS));
+  const alertsTimer = every(loadAlertHistory, DEVICES_REFRESH_MS);
+  timers.push(alertsTimer);
   if (deviceId !== null) showDevice(false);
 
   return {
@@ -710,12 +734,14 @@ export function mountSite(main, context, route) {
       const changed = next.deviceId !== deviceId;
       deviceId = next.deviceId;
       if (changed) showDevice(true);
+      if (next.range && next.range !== rangeKey) setRange(next.range);
     },
     unmount() {
       gone = true;
       for (const t of timers) t.stop();
       historyTimer?.stop();
       for (const c of controllers) c.abort();
+      alertActions.unmount();
       for (const { chart } of siteCharts) chart.destroy();
       for (const { chart } of deviceCharts) chart.destroy();
       energyChart?.destroy();
