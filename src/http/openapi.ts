@@ -126,7 +126,12 @@ export function openApiDocument(routes: readonly RouteDoc[], version: string) {
       securitySchemes: {
         admin: { type: 'http', scheme: 'bearer', description: 'HASHWATT_ADMIN_TOKEN' },
         siteToken: { type: 'http', scheme: 'bearer', description: 'a site’s ingest token (hw_…)' },
-        viewerToken: { type: 'http', scheme: 'bearer', description: 'a named viewer or operator token (hwr_…): reads its sites; an operator also acknowledges and silences' },
+        viewerToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'a named viewer or operator token (hwr_…): reads its sites; an operator also acknowledges and silences',
+        },
         metricsToken: { type: 'http', scheme: 'bearer', description: 'HASHWATT_METRICS_TOKEN, when set' },
       },
     },
