@@ -3,13 +3,13 @@
 // the same table in the same run (the machine is shared and noisy, so only same-run ratios mean much).
 //
 // Used by bench/index.ts (`npm run bench`); `node bench/ingest.ts [--quick]` runs this part alone.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { startServiceOn } from './support/service.ts';
 
 export const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const DB_NAME = 'hashwatt_bench';
@@ -56,15 +56,6 @@ export const QUICK_PLAN: IngestPlan = {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (line: string) => process.stderr.write(`${line}\n`);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function admin(text: string): Promise<void> {
   const c = new pg.Client({ connectionString: ADMIN_URL });
@@ -146,38 +137,7 @@ export interface BenchService {
 export async function startBenchService(): Promise<BenchService> {
   await admin(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
   await admin(`CREATE DATABASE ${DB_NAME}`);
-  const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, ['src/main.ts'], {
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      DATABASE_URL: dbUrl(),
-      HASHWATT_ADMIN_TOKEN: ADMIN_TOKEN,
-      LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 150; i++) {
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) {
-        return {
-          url,
-          pid: child.pid!,
-          stop: async () => {
-            if (child.exitCode === null) {
-              child.kill('SIGTERM');
-              await new Promise((r) => child.once('exit', r));
-            }
-          },
-        };
-      }
-    } catch {}
-    await sleep(200);
-  }
-  child.kill('SIGKILL');
-  throw new Error('hashwatt did not become ready');
+  return startServiceOn(DB_NAME, {});
 }
 
 /** Drops the benchmark's database. */
