@@ -3,6 +3,8 @@
  * serves a step, how a tier row becomes the inputs of the site rule, and how a step coarser than
  * the tier combines the tier's buckets.
  */
+
+import { DEVICE_POWER_KINDS, POWER_GROUPS } from '../rollups/columns.ts';
 import type { PowerStepRow, StepAggregation } from '../storage/history.ts';
 import type { SiteRollupRow } from '../storage/rollups.ts';
 
@@ -93,8 +95,8 @@ const num = (v: number | null | undefined): number | null =>
 export function powerRowOf(row: SiteRollupRow, agg: StepAggregation): PowerStepRow {
   const groupValue = (g: string) => num(row[`${g}_power_w_${agg}`]);
   const groupN = (g: string) => num(row[`${g}_power_w_n`]) ?? 0;
-  const devices = groupN('asic') + groupN('gpu') + groupN('other');
-  const parts = ['asic', 'gpu', 'other'].map(groupValue).filter((v): v is number => v !== null);
+  const devices = DEVICE_POWER_KINDS.reduce((n, g) => n + groupN(g), 0);
+  const parts = DEVICE_POWER_KINDS.map(groupValue).filter((v): v is number => v !== null);
   return {
     b: row.b,
     meter_w: groupValue('meter'),
@@ -111,7 +113,7 @@ export function powerRowOf(row: SiteRollupRow, agg: StepAggregation): PowerStepR
 /** The columns powerRowOf reads for `agg`. */
 export function powerColumns(agg: StepAggregation): string[] {
   return [
-    ...['meter', 'asic', 'gpu', 'other'].flatMap((g) => [`${g}_power_w_${agg}`, `${g}_power_w_n`]),
+    ...POWER_GROUPS.flatMap((g) => [`${g}_power_w_${agg}`, `${g}_power_w_n`]),
     `available_power_w_${agg}`,
     'available_power_w_n',
   ];

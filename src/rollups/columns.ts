@@ -6,15 +6,16 @@
  * from one row. A device row holds min, max, sum, last and count, so its buckets merge exactly.
  */
 import { CORE_METRICS, type DeviceKind } from '../catalog/index.ts';
+import { COMPUTE_KINDS } from '../fleet/device-state.ts';
 
 export const ROLLUP_AGGS = ['min', 'max', 'avg', 'last'] as const;
 export type RollupAgg = (typeof ROLLUP_AGGS)[number];
 
 /** Device kinds whose power is the site's drawn power when its meters are not all reporting (never PDUs). */
-export const DEVICE_POWER_KINDS = ['asic', 'gpu', 'other'] as const;
+export const DEVICE_POWER_KINDS = COMPUTE_KINDS;
 /** Power is kept per group: the meters apart (the rule chooses between them and the devices). */
-export const POWER_GROUPS = ['meter', ...DEVICE_POWER_KINDS] as const;
-export type PowerGroup = (typeof POWER_GROUPS)[number];
+export const POWER_GROUPS: readonly DeviceKind[] = ['meter', ...DEVICE_POWER_KINDS];
+export type PowerGroup = DeviceKind;
 
 /** A core metric other than power, combined over the devices of its catalog kinds. */
 export interface SiteRollupMetric {

@@ -19,8 +19,8 @@ export interface SiteRange {
 export function minuteMarks(records: ArrayLike<{ site_id: number; ts_us: number }>): SiteRange[] {
   // Per site, readings per minute.
   const minutes = new Map<number, Map<number, number>>();
+  // Batches arrive grouped by site: look the site's map up only when the site changes.
   let lastSite = -1;
-  let lastMinute = Number.NaN;
   let counts: Map<number, number> | undefined;
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!;
@@ -32,9 +32,7 @@ export function minuteMarks(records: ArrayLike<{ site_id: number; ts_us: number 
         minutes.set(r.site_id, counts);
       }
       lastSite = r.site_id;
-      lastMinute = Number.NaN;
     }
-    if (minute !== lastMinute) lastMinute = minute;
     counts!.set(minute, (counts!.get(minute) ?? 0) + 1);
   }
   const marks: SiteRange[] = [];

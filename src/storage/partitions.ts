@@ -35,7 +35,8 @@ const TABLES: readonly PartitionedTableSpec[] = [
   { table: 'rollup_device_1h', per: 'month', tier: 'hourly' },
 ];
 export const PARTITIONED_TABLES = TABLES.map((t) => t.table);
-export type PartitionedTable = string;
+/** A partitioned table's name (one of PARTITIONED_TABLES). */
+type PartitionedTable = string;
 
 /** The UTC midnight at or before `ms`. */
 export function startOfUtcDay(ms: number): number {
