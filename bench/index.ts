@@ -4,9 +4,13 @@
 // tools read them) and the table in bench/README.md.
 //
 // Needs Postgres at $BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres) and,
-// for the peer, Debian's victoria-metrics package (skipped with a reason when missing).
+// for the peers, Debian's victoria-metrics and influxdb packages: a missing one is installed with
+// apt-get first (bench/support/peers.ts), and a peer still missing is skipped with the reason,
+// with no ratio against it.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import {
   ADMIN_URL,
@@ -19,6 +23,7 @@ import {
   startBenchService,
   warmUp,
 } from './ingest.ts';
+import { measureInfluxDB } from './peer-influxdb.ts';
 import { measureVictoriaMetrics } from './peer-victoriametrics.ts';
 import {
   FULL_PUSH_PLAN,
@@ -36,11 +41,34 @@ import {
   QUICK_ROLLUP_INGEST_PLAN,
 } from './rollup-ingest.ts';
 import { measureScrape } from './scrape.ts';
+import { installMissingPeers } from './support/peers.ts';
 
 const quick = process.argv.includes('--quick');
 const plan = quick ? QUICK_PLAN : FULL_PLAN;
 const started = Date.now();
 const log = (line: string) => process.stderr.write(`${line}\n`);
+
+/** Same-run goals for hashwatt's best readings/s over each reference's readings (or lines)/s. */
+const INGEST_GOALS = { baseline: 0.6, influxdb: 1.0, victoriametrics: 0.6 } as const;
+
+/**
+ * The commit measured, read before anything is written: HEAD, and whether the working tree
+ * differed from it (`git status --porcelain` not empty). Nulls outside a git checkout.
+ */
+function gitCommit(): { commit: string | null; dirty: boolean | null } {
+  const git = (...args: string[]) =>
+    execFileSync('git', args, {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+  try {
+    return { commit: git('rev-parse', 'HEAD').trim(), dirty: git('status', '--porcelain').trim() !== '' };
+  } catch {
+    return { commit: null, dirty: null };
+  }
+}
+const { commit, dirty } = gitCommit();
 
 async function postgresVersion(): Promise<string> {
   const c = new pg.Client({ connectionString: ADMIN_URL });
@@ -64,8 +92,11 @@ const machine = {
   postgres: await postgresVersion(),
 };
 log(
-  `hashwatt bench${quick ? ' (quick)' : ''} on ${machine.cores} cores, ${machine.node}, ${machine.postgres}`,
+  `hashwatt bench${quick ? ' (quick)' : ''} of ${commit?.slice(0, 7) ?? 'an unknown commit'}${dirty ? ' + uncommitted changes' : ''} on ${machine.cores} cores, ${machine.node}, ${machine.postgres}`,
 );
+
+// Before any measurement, so an install's download and unpacking never lands in one.
+const peerSkips = await installMissingPeers(['victoriametrics', 'influxdb'], log);
 
 log('ingest: starting hashwatt and registering the load scenario’s 200 000 devices');
 const service = await startBenchService();
@@ -97,13 +128,12 @@ try {
   await dropBenchDatabase();
 }
 
-log('peer: VictoriaMetrics ingesting the same readings as line protocol');
 // The quick run uses a tenth of the fleet: creating a million series takes VictoriaMetrics 10-20 s.
-const peer = await measureVictoriaMetrics({
-  seconds: plan.baselineS,
-  devices: quick ? 20_000 : 200_000,
-  sites: 4,
-});
+const peerOptions = { seconds: plan.baselineS, devices: quick ? 20_000 : 200_000, sites: 4 };
+log('peer: VictoriaMetrics ingesting the same readings as line protocol');
+const victoriaMetrics = peerSkips.victoriametrics ?? (await measureVictoriaMetrics(peerOptions));
+log('peer: InfluxDB 1.6 ingesting the same readings as line protocol, each write fsynced to its WAL');
+const influxdb = peerSkips.influxdb ?? (await measureInfluxDB(peerOptions));
 
 log(quick ? 'scrape: 100 sites / 30 000 devices (quick)' : 'scrape: 1 000 sites / 300 000 devices');
 const scrape = quick ? await measureScrape(100, 30_000, 5) : await measureScrape(1000, 300_000, 20);
@@ -123,9 +153,15 @@ const rollupIngest = await measureRollupIngest(
 
 const bestReadings = Math.max(ingest.http.readings_per_s, ingest.ws.readings_per_s);
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
+// Readings against lines: the same unit of work (hashwatt counts a reading's status as a sample,
+// the peers carry it as a tag, so samples per reading differ by one). Never against a skipped peer.
+const ratioTo = (peer: { lines_per_s: number } | { skipped: string }) =>
+  'lines_per_s' in peer ? round3(bestReadings / peer.lines_per_s) : null;
 const result = {
   date: new Date().toISOString(),
   quick,
+  commit,
+  dirty,
   duration_s: 0,
   machine,
   plan,
@@ -139,13 +175,16 @@ const result = {
     ratio_to_baseline: round3(bestReadings / ingest.baseline.readings_per_s),
     // Each push protocol's readings/s over the HTTP path's, same fleet and run (goal: ≥ 0.5).
     push: ingest.push,
-    peer: { victoriametrics: peer },
-    // Readings against lines: the same unit of work (hashwatt counts a reading's status as a sample,
-    // VictoriaMetrics carries it as a tag, so samples per reading differ by one).
-    ratio_to_peer: 'lines_per_s' in peer ? round3(bestReadings / peer.lines_per_s) : null,
+    peer: { victoriametrics: victoriaMetrics, influxdb },
+    // Best readings/s over each peer's lines/s; null when the peer was skipped. ratio_to_peer is
+    // the VictoriaMetrics one under the name it had before there were two peers.
+    ratio_to_peer: ratioTo(victoriaMetrics),
+    ratio_to_victoriametrics: ratioTo(victoriaMetrics),
+    ratio_to_influxdb: ratioTo(influxdb),
     acknowledgement: {
       hashwatt: 'after the transaction holding the reading has committed (fsync on, synchronous_commit on)',
       victoriametrics: 'before the data reaches disk (in-memory buffer, flushed about every second)',
+      influxdb: 'after the WAL fsync (wal-fsync-delay 0s: each write waits for an fsync of its WAL segment)',
     },
   },
   scrape: {
@@ -187,30 +226,51 @@ writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
 
 const n = (x: number | null | undefined) =>
   x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US');
-const peerLine =
-  'samples_per_s' in peer
-    ? `| VictoriaMetrics ${peer.version}, InfluxDB line protocol (acks before disk) | ${n(peer.lines_per_s)} lines | ${n(peer.samples_per_s)} | – |`
-    : `| VictoriaMetrics | skipped: ${peer.skipped} | | |`;
+const skippedRow = (name: string, peer: { skipped: string }) =>
+  `| ${name} | – (skipped: ${peer.skipped}) | – | – |`;
+const victoriaMetricsRow =
+  'samples_per_s' in victoriaMetrics
+    ? `| VictoriaMetrics ${victoriaMetrics.version}, InfluxDB line protocol (acks before disk) | ${n(victoriaMetrics.lines_per_s)} lines | ${n(victoriaMetrics.samples_per_s)} | – |`
+    : skippedRow('VictoriaMetrics', victoriaMetrics);
+const influxdbRow =
+  'samples_per_s' in influxdb
+    ? `| InfluxDB ${influxdb.version}, line protocol; wal-fsync-delay ${influxdb.settings.wal_fsync_delay}, max-series-per-database ${influxdb.settings.max_series_per_database} and max-values-per-tag ${influxdb.settings.max_values_per_tag} (0: no limit), ${influxdb.settings.index_version} index (acks after the WAL fsync) | ${n(influxdb.lines_per_s)} lines | ${n(influxdb.samples_per_s)} | – |`
+    : skippedRow('InfluxDB', influxdb);
+/** `hashwatt / <what>: **ratio** (goal ≥ x: met)`; a null ratio is a skipped peer, its row says why. */
+const ratioLine = (what: string, ratio: number | null, goal: number) =>
+  ratio === null
+    ? `hashwatt / ${what}: **–** (goal ≥ ${goal.toFixed(1)}: not measured, the peer was skipped)`
+    : `hashwatt / ${what}: **${ratio}** (goal ≥ ${goal.toFixed(1)}: ${ratio >= goal ? 'met' : 'not met'})`;
 const table = [
-  `Measured ${result.date.slice(0, 10)} on ${machine.cores} cores (${machine.cpu}), ${machine.node}, ${machine.postgres}${quick ? ' — quick run' : ''}; \`npm run bench\` took ${result.duration_s} s.`,
+  `Commit \`${commit?.slice(0, 7) ?? 'unknown'}\`${dirty ? ' + uncommitted changes' : ''}, ${quick ? 'quick run (`--quick`, smaller and shorter)' : 'full run'}. Measured ${result.date.slice(0, 10)} on ${machine.cores} cores (${machine.cpu}), ${machine.node}, ${machine.postgres}; \`npm run bench\` took ${result.duration_s} s.`,
   '',
-  '| path | readings/s | samples/s | ack p99 at half rate |',
+  '| path | readings/s | samples/s | ack p99 at half rate (goal < 250 ms) |',
   '|---|---|---|---|',
   `| hashwatt over HTTP (gzip), held ${plan.sustainS} s, no refusals | ${n(ingest.http.readings_per_s)} | ${n(ingest.http.samples_per_s)} | ${ingest.http.ack_p99_ms ?? '–'} ms |`,
   `| hashwatt over WebSocket, held ${plan.sustainS} s, no refusals | ${n(ingest.ws.readings_per_s)} | ${n(ingest.ws.samples_per_s)} | ${ingest.ws.ack_p99_ms ?? '–'} ms |`,
-  `| raw write, same table/key/dedup: unnest 5k x 2 conns | ${n(ingest.baseline.unnest_readings_per_s)} | ${n(ingest.baseline.unnest_readings_per_s * SAMPLES_PER_READING)} | – |`,
+  `| raw write, same table/key/dedup: unnest 5k x 2 conns, text arrays | ${n(ingest.baseline.unnest_readings_per_s)} | ${n(ingest.baseline.unnest_readings_per_s * SAMPLES_PER_READING)} | – |`,
+  `| raw write, same table/key/dedup: unnest 5k x 2 conns, binary arrays (as hashwatt sends) | ${n(ingest.baseline.unnest_binary_readings_per_s)} | ${n(ingest.baseline.unnest_binary_readings_per_s * SAMPLES_PER_READING)} | – |`,
   `| raw write, same table/key/dedup: one COPY stream into staging, merged per 50k | ${n(ingest.baseline.copy_readings_per_s)} | ${n(ingest.baseline.copy_readings_per_s * SAMPLES_PER_READING)} | – |`,
   `| for reference, bare COPY of fresh keys (no de-duplication; not a baseline) | ${n(ingest.baseline.copy_without_dedup_readings_per_s)} | ${n(ingest.baseline.copy_without_dedup_readings_per_s * SAMPLES_PER_READING)} | – |`,
-  peerLine,
+  victoriaMetricsRow,
+  influxdbRow,
   '',
   ...PUSH_TABLE_HEAD,
   ...formatPushRows(ingest.push),
   '',
   formatPushNote(ingest.push, ingest.http),
   '',
-  `hashwatt / raw write: **${result.ingest.ratio_to_baseline}**; hashwatt / VictoriaMetrics (readings per line): **${result.ingest.ratio_to_peer ?? '–'}**. ` +
-    `Service RSS ${result.service.rss_mb} MB; CPU ${ingest.http.cpu_s_per_100k_samples ?? '–'} s (HTTP) / ${ingest.ws.cpu_s_per_100k_samples ?? '–'} s (WS) per 100k samples. ` +
-    `Scrape at ${n(scrape.sites)} sites / ${n(scrape.devices)} devices: ${scrape.scrape.p50_ms} ms p50 (fleet aggregate, refreshed in the background: ${scrape.fleet_aggregate.p50_ms} ms); \`GET /api/v1/fleet\` from the same snapshot: ${scrape.fleet_api.p50_ms} ms p50, ${scrape.fleet_api.p95_ms} ms p95.`,
+  `${[
+    ratioLine('raw write', result.ingest.ratio_to_baseline, INGEST_GOALS.baseline),
+    ratioLine('InfluxDB (readings per line)', result.ingest.ratio_to_influxdb, INGEST_GOALS.influxdb),
+    ratioLine(
+      'VictoriaMetrics (readings per line)',
+      result.ingest.ratio_to_victoriametrics,
+      INGEST_GOALS.victoriametrics,
+    ),
+  ].join('; ')}. ` +
+    `Service RSS ${result.service.rss_mb} MB (goal ≤ 300 MB: ${result.service.rss_mb <= 300 ? 'met' : 'not met'}); CPU ${ingest.http.cpu_s_per_100k_samples ?? '–'} s (HTTP) / ${ingest.ws.cpu_s_per_100k_samples ?? '–'} s (WS) per 100k samples. ` +
+    `Scrape at ${n(scrape.sites)} sites / ${n(scrape.devices)} devices: ${scrape.scrape.p50_ms} ms p50 (goal < 100 ms at 300,000 devices; fleet aggregate, refreshed in the background: ${scrape.fleet_aggregate.p50_ms} ms); \`GET /api/v1/fleet\` from the same snapshot: ${scrape.fleet_api.p50_ms} ms p50, ${scrape.fleet_api.p95_ms} ms p95.`,
   '',
   ...formatReadLatency(reads),
   '',

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
 import { silentLogger } from '../src/log.ts';
+import { floatArray, int4Array, timestamptzArray } from '../src/storage/binary-arrays.ts';
 import { openDatabase } from '../src/storage/database.ts';
 import { migrateToLatest } from '../src/storage/migrate.ts';
 import { ensurePartitions } from '../src/storage/partitions.ts';
@@ -77,6 +78,20 @@ async function insertPlain(trx: Kysely<Database>, rows: ReadingRecord[], returni
     ${returning ? sql`RETURNING device_id, ts` : sql``}`.execute(trx);
 }
 
+/** The same insert with every number sent as a binary array (src/storage/binary-arrays.ts). */
+async function insertBinary(trx: Kysely<Database>, rows: ReadingRecord[]): Promise<void> {
+  const f = (get: (r: ReadingRecord) => number | null | undefined, type: 'float8' | 'float4' = 'float8') =>
+    floatArray(rows.map(get), type);
+  await sql`INSERT INTO readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c, fan_rpm, status)
+    SELECT s, d, t, p, h, e, tc, f, st
+    FROM unnest(${int4Array(rows.map((r) => r.site_id))}::int[], ${int4Array(rows.map((r) => r.device_id))}::int[],
+      ${timestamptzArray(rows.map((r) => r.ts_us))}::timestamptz[], ${f((r) => r.power_w)}::float8[],
+      ${f((r) => r.hashrate_ths)}::float8[], ${f((r) => r.expected_hashrate_ths)}::float8[],
+      ${f((r) => r.temp_c, 'float4')}::real[], ${f((r) => r.fan_rpm, 'float4')}::real[],
+      ${literal(rows.map((r) => r.status))}::device_status[]) AS u(s, d, t, p, h, e, tc, f, st)
+    ON CONFLICT DO NOTHING`.execute(trx);
+}
+
 /** device_latest moved forward by a plain UPDATE … FROM unnest() instead of an upsert. */
 async function updateLatestFrom(trx: Kysely<Database>, rows: ReadingRecord[]): Promise<void> {
   const sorted = [...rows].sort((a, b) => a.device_id - b.device_id);
@@ -92,6 +107,7 @@ type Variant = [name: string, write: (trx: Kysely<Database>, rows: ReadingRecord
 const VARIANTS: Variant[] = [
   ['insert, row count only', (trx, r) => insertPlain(trx, r, false)],
   ['the same insert with RETURNING device_id, ts', (trx, r) => insertPlain(trx, r, true)],
+  ['the same insert, numbers as binary arrays (timestamptz, int4, float8, real)', insertBinary],
   ['hashwatt insert (key-sorted, all metric columns, row count)', (trx, r) => insertReadings(trx, r)],
   // What the service runs since the purge guard: the sites' rows key-shared first, then the insert.
   ['hashwatt write (site rows FOR KEY SHARE, then the insert)', (trx, r) => writeReadings(trx, r)],

@@ -330,7 +330,7 @@ describe('Dockerfile', () => {
     const user = /^USER (\S+)$/m.exec(dockerfile)?.[1];
     expect(user, 'Dockerfile must switch to a non-root USER').toBeDefined();
     expect(['root', '0']).not.toContain(user);
-    expect(dockerfile).toMatch(/^CMD \["node", "src\/main\.ts"\]$/m);
+    expect(dockerfile).toMatch(/^CMD \["node", (?:"--[^"]+", )*"src\/main\.ts"\]$/m);
     const ignored = read('.dockerignore').split('\n');
     for (const needed of ['src', 'migrations', 'simulators', 'bin', 'package.json', 'package-lock.json']) {
       expect(ignored, `.dockerignore must not exclude ${needed}`).not.toContain(needed);

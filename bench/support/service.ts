@@ -6,6 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import pg from 'pg';
+import { SERVICE_NODE_FLAGS } from '../../src/node-flags.ts';
 import { ADMIN_TOKEN, ADMIN_URL, type BenchService } from '../ingest.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -49,7 +50,7 @@ async function freePort(): Promise<number> {
  */
 export async function startServiceOn(database: string, env: Record<string, string>): Promise<BenchService> {
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, ['src/main.ts'], {
+  const child: ChildProcess = spawn(process.execPath, [...SERVICE_NODE_FLAGS, 'src/main.ts'], {
     env: {
       ...process.env,
       PORT: String(port),

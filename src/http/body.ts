@@ -225,6 +225,8 @@ async function gunzipToText(
   return { text: pieces.join(''), bytes };
 }
 
+const INFLATE_CHUNK_BYTES = 128 * 1024;
+
 /**
  * Inflates a gzip body chunk by chunk into `sink`, counting the decoded size against the limit and
  * every inflated byte (at INFLATED_BYTE_WEIGHT: decoding builds text or samples about its size
@@ -236,7 +238,10 @@ async function inflate(
   lease: BudgetLease,
   sink: (chunk: Buffer) => void,
 ): Promise<number> {
-  const gunzip = createGunzip();
+  // 128 KiB output chunks instead of zlib's 16 KiB: an agent's 5,000-reading batch inflates to
+  // ~1 MB, and each chunk costs a thread-pool round trip, a stream event and a decode step
+  // (docs/performance.md); a bomb still stops within one chunk of the limit.
+  const gunzip = createGunzip({ chunkSize: INFLATE_CHUNK_BYTES });
   let size = 0;
   gunzip.end(wire);
   try {

@@ -42,20 +42,31 @@ export class DeviceDirectory {
       known = new Map();
       this.#bySite.set(siteId, known);
     }
-    const missing = new Map<string, { kind: DeviceKind | undefined; model: string | null }>();
-    for (const r of readings) {
-      if (known.has(r.device)) continue;
+    // One lookup per reading: this runs per reading, and almost every device is known.
+    const found = new Array<KnownDevice | undefined>(readings.length);
+    let missing: Map<string, { kind: DeviceKind | undefined; model: string | null }> | undefined;
+    for (let i = 0; i < readings.length; i++) {
+      const r = readings[i]!;
+      const device = known.get(r.device);
+      found[i] = device;
+      if (device) continue;
+      missing ??= new Map();
       const seen = missing.get(r.device);
       if (!seen) missing.set(r.device, { kind: r.kind, model: r.model ?? null });
       else if (!seen.kind && r.kind) seen.kind = r.kind;
     }
     const refused = new Map<string, Omit<Rejection, 'index'>>();
-    if (missing.size > 0) await this.#lookups.run(() => this.#learn(siteId, known!, missing, refused));
+    if (missing) {
+      const wanted = missing;
+      await this.#lookups.run(() => this.#learn(siteId, known!, wanted, refused));
+      for (let i = 0; i < readings.length; i++) found[i] ??= known.get(readings[i]!.device);
+    }
 
     const records: ReadingRecord[] = [];
     const rejected: Rejection[] = [];
-    for (const r of readings) {
-      const device = known.get(r.device);
+    for (let i = 0; i < readings.length; i++) {
+      const r = readings[i]!;
+      const device = found[i];
       if (!device) {
         rejected.push({
           index: r.index,

@@ -1,6 +1,16 @@
 import type { Logger } from '../log.ts';
 import type { Storage } from '../storage/database.ts';
-import { mergeLatest, type ReadingRecord, updateDeviceLatest } from '../storage/readings.ts';
+import {
+  allocLatestRows,
+  type LatestRows,
+  latestRecordOf,
+  pickLatestRows,
+  type ReadingRecord,
+  setLatestRow,
+  statusIndex,
+  writeLatestRows,
+} from '../storage/readings.ts';
+import { NUMERIC_METRICS } from '../storage/schema.ts';
 
 const CLOSE_ATTEMPTS = 4;
 const CLOSE_RETRY_MS = 500;
@@ -27,16 +37,160 @@ export interface LatestStateOptions {
 }
 
 /**
- * Folds committed readings into the newest per device by the latest-state rule (mergeLatest: a
- * newer reading wins and carries what it lacks for a while; a repeat of the same instant only fills
- * in, as the readings table does). Runs per reading, so it keeps references and copies only when
- * two readings are merged; pure otherwise, so the rule is tested without I/O.
+ * The newest state of every device this replica has seen, one slot per device in columns, and
+ * which slots changed since they were last taken for writing. Readings are folded in place by the
+ * latest-state rule: a newer reading replaces the state whole (a metric the device stopped
+ * reporting is gone at once); a reading of the same instant only fills in what is absent (a stored
+ * value is never replaced, as in `readings`: Prometheus sends one scrape's metrics in several
+ * requests) and moves the receipt forward; an older one changes nothing. The receipt never moves
+ * back: batches commit out of order.
+ *
+ * Columns rather than a record per device: this runs per committed reading at the full ingest rate
+ * and holds every device for seconds, so records here were promoted to V8's old generation and
+ * churned there (docs/performance.md, "Latest state in columns": ~110 MB of RSS at 200,000
+ * devices). Pure: the rule is tested without I/O.
  */
-export function foldLatest(pending: Map<number, ReadingRecord>, records: Iterable<ReadingRecord>): void {
-  for (const r of records) {
-    const seen = pending.get(r.device_id);
-    const next = mergeLatest(seen, r);
-    if (next !== seen) pending.set(r.device_id, next);
+export class LatestTable {
+  #slotOf = new Map<number, number>();
+  #free: number[] = [];
+  #used = 0;
+  #rows: LatestRows = allocLatestRows(1024);
+  #dirty = new Uint8Array(1024);
+  #dirtyList: number[] = [];
+
+  /** Devices whose state changed since it was last taken. */
+  get pending(): number {
+    return this.#dirtyList.length;
+  }
+
+  /** Folds committed readings in; returns how many slots became pending. */
+  fold(records: readonly ReadingRecord[]): number {
+    let added = 0;
+    for (let k = 0; k < records.length; k++) {
+      const r = records[k]!;
+      let slot = this.#slotOf.get(r.device_id);
+      if (slot === undefined) {
+        slot = this.#allocate(r.device_id);
+        setLatestRow(this.#rows, slot, r);
+        added += this.#mark(slot);
+        continue;
+      }
+      const rows = this.#rows;
+      const held = rows.tsUs[slot]!;
+      if (r.ts_us < held) continue;
+      if (r.ts_us > held) {
+        const received = Math.max(rows.receivedMs[slot]!, r.received_ms);
+        setLatestRow(rows, slot, r);
+        rows.receivedMs[slot] = received;
+        added += this.#mark(slot);
+        continue;
+      }
+      let changed = r.received_ms > rows.receivedMs[slot]!;
+      if (changed) rows.receivedMs[slot] = r.received_ms;
+      for (let m = 0; m < NUMERIC_METRICS.length; m++) {
+        const column = rows.metrics[m]!;
+        const v = r[NUMERIC_METRICS[m]!];
+        if (v !== undefined && v !== null && Number.isNaN(column[slot]!)) {
+          column[slot] = v;
+          changed = true;
+        }
+      }
+      if (rows.status[slot] === 0 && r.status) {
+        rows.status[slot] = statusIndex(r.status);
+        changed = true;
+      }
+      if (changed) added += this.#mark(slot);
+    }
+    return added;
+  }
+
+  /** The device's state, or undefined when it has none here. */
+  get(deviceId: number): ReadingRecord | undefined {
+    const slot = this.#slotOf.get(deviceId);
+    return slot === undefined ? undefined : latestRecordOf(this.#rows, slot);
+  }
+
+  /**
+   * The pending devices' slots, sorted by device id (writeLatestRows' order); they are no longer
+   * pending: read them with `rowsOf`, and `restore` them if the write fails.
+   */
+  take(): number[] {
+    const slots = this.#dirtyList;
+    this.#dirtyList = [];
+    for (const slot of slots) this.#dirty[slot] = 0;
+    const deviceId = this.#rows.deviceId;
+    slots.sort((a, b) => deviceId[a]! - deviceId[b]!);
+    return slots;
+  }
+
+  /** The current state in `slots` (of devices not forgotten since), as new columns. */
+  rowsOf(slots: readonly number[]): LatestRows {
+    const deviceId = this.#rows.deviceId;
+    const live = slots.every((s) => deviceId[s] !== 0) ? slots : slots.filter((s) => deviceId[s] !== 0);
+    return pickLatestRows(this.#rows, live);
+  }
+
+  /** Marks slots pending again (a write that failed): they hold the newest state, so that is what is retried. */
+  restore(slots: readonly number[]): void {
+    for (const slot of slots) if (this.#rows.deviceId[slot] !== 0) this.#mark(slot);
+  }
+
+  /** Forgets devices (deleted, or their site was): their slots are reused. */
+  forget(deviceIds: Iterable<number>): void {
+    let unmarked = false;
+    for (const id of deviceIds) {
+      const slot = this.#slotOf.get(id);
+      if (slot === undefined) continue;
+      this.#slotOf.delete(id);
+      this.#rows.deviceId[slot] = 0;
+      if (this.#dirty[slot]) {
+        this.#dirty[slot] = 0;
+        unmarked = true;
+      }
+      this.#free.push(slot);
+    }
+    if (unmarked) this.#dirtyList = this.#dirtyList.filter((s) => this.#dirty[s] === 1);
+  }
+
+  /** Forgets every device of a site. */
+  forgetSite(siteId: number): void {
+    const ids: number[] = [];
+    for (const [id, slot] of this.#slotOf) if (this.#rows.siteId[slot] === siteId) ids.push(id);
+    this.forget(ids);
+  }
+
+  #mark(slot: number): number {
+    if (this.#dirty[slot]) return 0;
+    this.#dirty[slot] = 1;
+    this.#dirtyList.push(slot);
+    return 1;
+  }
+
+  #allocate(deviceId: number): number {
+    let slot = this.#free.pop();
+    if (slot === undefined) {
+      if (this.#used === this.#rows.length) this.#grow();
+      slot = this.#used++;
+    }
+    this.#slotOf.set(deviceId, slot);
+    return slot;
+  }
+
+  #grow(): void {
+    const size = this.#rows.length * 2;
+    const old = this.#rows;
+    const bigger = allocLatestRows(size);
+    bigger.siteId.set(old.siteId);
+    bigger.deviceId.set(old.deviceId);
+    bigger.kind.set(old.kind);
+    bigger.tsUs.set(old.tsUs);
+    bigger.receivedMs.set(old.receivedMs);
+    for (let m = 0; m < old.metrics.length; m++) bigger.metrics[m]!.set(old.metrics[m]!);
+    bigger.status.set(old.status);
+    this.#rows = bigger;
+    const dirty = new Uint8Array(size);
+    dirty.set(this.#dirty);
+    this.#dirty = dirty;
   }
 }
 
@@ -51,7 +205,7 @@ export function foldLatest(pending: Map<number, ReadingRecord>, records: Iterabl
  */
 export class LatestStateWriter {
   readonly #o: Required<Omit<LatestStateOptions, 'observer'>> & Pick<LatestStateOptions, 'observer'>;
-  #pending = new Map<number, ReadingRecord>();
+  readonly #table = new LatestTable();
   #oldestPendingMs: number | undefined;
   #flushing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -63,7 +217,7 @@ export class LatestStateWriter {
 
   /** Devices whose latest state is not yet written. */
   get pendingDevices(): number {
-    return this.#pending.size;
+    return this.#table.pending;
   }
 
   /** How far the written latest state trails what was committed, in seconds (0 when caught up). */
@@ -74,7 +228,7 @@ export class LatestStateWriter {
   /** Records committed readings; they reach `device_latest` with the next flush. */
   offer(records: readonly ReadingRecord[]): void {
     if (records.length === 0) return;
-    foldLatest(this.#pending, records);
+    if (this.#table.fold(records) === 0 && this.#table.pending === 0) return;
     // Batches can commit out of order: the lag is measured from the oldest receipt still pending.
     this.#oldestPendingMs = Math.min(
       this.#oldestPendingMs ?? Number.POSITIVE_INFINITY,
@@ -86,16 +240,16 @@ export class LatestStateWriter {
   /** Writes everything offered so far; resolves once it is in `device_latest` (or the write failed). */
   async flush(): Promise<void> {
     while (this.#flushing) await this.#flushing;
-    if (this.#pending.size === 0) return;
+    if (this.#table.pending === 0) return;
     this.#flushing = this.#write().finally(() => {
       this.#flushing = undefined;
     });
     await this.#flushing;
   }
 
-  /** Drops what is pending for a deleted site: its devices are gone, so are their rows. */
+  /** Drops what is held for a deleted site: its devices are gone, so are their rows. */
   forgetSite(siteId: number): void {
-    for (const [deviceId, r] of this.#pending) if (r.site_id === siteId) this.#pending.delete(deviceId);
+    this.#table.forgetSite(siteId);
   }
 
   /**
@@ -110,10 +264,10 @@ export class LatestStateWriter {
     for (let attempt = 0; attempt < CLOSE_ATTEMPTS; attempt++) {
       if (attempt > 0) await new Promise((r) => setTimeout(r, CLOSE_RETRY_MS));
       await this.flush();
-      if (this.#pending.size === 0) return;
+      if (this.#table.pending === 0) return;
     }
     this.#o.logger.error(
-      { devices: this.#pending.size },
+      { devices: this.#table.pending },
       'latest state not written at stop; the devices’ next readings will restore it',
     );
   }
@@ -124,33 +278,37 @@ export class LatestStateWriter {
       const started = performance.now();
       await this.flush();
       this.#timer = undefined;
-      if (this.#pending.size > 0 && !this.#closed)
+      if (this.#table.pending > 0 && !this.#closed)
         this.#schedule(Math.max(this.#o.flushMs, this.#o.spacingFactor * (performance.now() - started)));
     }, delayMs);
     this.#timer.unref();
   }
 
   async #write(): Promise<void> {
-    const batch = this.#pending;
     const oldest = this.#oldestPendingMs;
-    this.#pending = new Map();
     this.#oldestPendingMs = undefined;
-    const rows = [...batch.values()];
+    const slots = this.#table.take();
     const started = performance.now();
+    const step = this.#o.maxRowsPerStatement;
     try {
-      for (let i = 0; i < rows.length; i += this.#o.maxRowsPerStatement) {
-        await updateDeviceLatest(this.#o.storage.db, rows.slice(i, i + this.#o.maxRowsPerStatement));
+      // Chunk by chunk, so at most one statement's rows are copied out of the table at a time.
+      for (let i = 0; i < slots.length; i += step) {
+        const rows = this.#table.rowsOf(slots.slice(i, i + step));
+        const { dropped } = await writeLatestRows(this.#o.storage.db, rows);
+        // Devices deleted meanwhile: their state is gone with them.
+        if (dropped.length > 0) this.#table.forget(dropped);
       }
-      this.#o.observer?.flushed(rows.length, (performance.now() - started) / 1000);
+      this.#o.observer?.flushed(slots.length, (performance.now() - started) / 1000);
     } catch (error) {
-      // Keep what was not written (rewriting rows that were is harmless), folding in what arrived
-      // meanwhile, and try again with the next flush.
+      // Keep what was not written (rewriting rows that were is harmless) and try again with the
+      // next flush; the slots hold the newest state, including what arrived meanwhile.
       this.#o.observer?.flushFailed();
-      this.#o.logger.warn({ err: String(error), devices: rows.length }, 'latest-state flush failed');
-      const arrived = this.#pending;
-      this.#pending = batch;
-      foldLatest(this.#pending, arrived.values());
-      this.#oldestPendingMs = oldest;
+      this.#o.logger.warn({ err: String(error), devices: slots.length }, 'latest-state flush failed');
+      this.#table.restore(slots);
+      this.#oldestPendingMs = Math.min(
+        oldest ?? Number.POSITIVE_INFINITY,
+        this.#oldestPendingMs ?? Number.POSITIVE_INFINITY,
+      );
     }
   }
 }

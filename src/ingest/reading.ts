@@ -352,9 +352,11 @@ function isLabel(value: unknown, max: number): value is string {
 export function parsePlainReading(raw: unknown): Reading | undefined {
   if (typeof raw !== 'object' || raw === null || Object.getPrototypeOf(raw) !== Object.prototype) return;
   const fields = raw as Record<string, unknown>;
-  const out: Record<string, unknown> = {};
   let hasDevice = false;
   let hasTs = false;
+  // Set only when a value must change (a float4 flush): otherwise the sender's own object is the
+  // answer, since every key is known and every value valid, and this runs per reading.
+  let flushed: Record<string, unknown> | undefined;
   for (const key in fields) {
     const value = fields[key];
     switch (key) {
@@ -382,13 +384,14 @@ export function parsePlainReading(raw: unknown): Reading | undefined {
         if (!Object.hasOwn(METRIC_RANGES, key)) return;
         const r = METRIC_RANGES[key as keyof typeof METRIC_RANGES];
         if (typeof value !== 'number' || !(value >= r.min && value <= r.max)) return;
-        out[key] = r.real ? flushTiny(value) : value;
-        continue;
+        if (r.real && !Object.is(flushTiny(value), value)) {
+          flushed ??= { ...fields };
+          flushed[key] = flushTiny(value);
+        }
       }
     }
-    out[key] = value;
   }
-  return hasDevice && hasTs ? (out as Reading) : undefined;
+  return hasDevice && hasTs ? ((flushed ?? fields) as Reading) : undefined;
 }
 
 function parseReading(

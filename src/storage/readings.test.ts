@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mergeLatest, mergeRows, missingValues, type ReadingRecord } from './readings.ts';
+import { mergeRows, missingValues, type ReadingRecord } from './readings.ts';
 
 const record = (ts_us: number, metrics: Partial<ReadingRecord>): ReadingRecord => ({
   site_id: 1,
@@ -41,29 +41,5 @@ describe('missingValues', () => {
   it('keeps only the values the stored row lacks', () => {
     expect(missingValues([1, undefined, 3], '100')).toEqual([undefined, undefined, 3]);
     expect(missingValues([1, undefined, 3], '101')).toBeUndefined();
-  });
-});
-
-describe('mergeLatest', () => {
-  it('keeps stored values of the same instant and fills what they lack', () => {
-    const held = record(1, { power_w: 10 });
-    expect(mergeLatest(held, record(1, { power_w: 99, temp_c: 5 }))).toMatchObject({
-      power_w: 10,
-      temp_c: 5,
-    });
-  });
-
-  it('takes a newer reading whole: a metric the device stopped sending is gone at once', () => {
-    const held = record(1, { power_w: 10, temp_c: 5, status: 'error' });
-    const next = record(2, { power_w: 11 });
-    expect(mergeLatest(held, next)).toBe(next);
-    expect(mergeLatest(next, held)).toBe(next);
-  });
-
-  it('never moves the receipt back, whichever reading wins', () => {
-    const held = { ...record(1, { power_w: 10 }), received_ms: 5000 };
-    expect(
-      mergeLatest(held, { ...record(120_000_000, { power_w: 11 }), received_ms: 1000 }).received_ms,
-    ).toBe(5000);
   });
 });

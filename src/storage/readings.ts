@@ -1,13 +1,18 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import { CORE_METRICS } from '../catalog/index.ts';
 import { minuteMarks } from '../rollups/ranges.ts';
+import { floatArray, floatColumn, int4Array, timestamptzArray } from './binary-arrays.ts';
 import { isForeignKeyViolation } from './errors.ts';
 import { insertMarks } from './rollups.ts';
 import {
   type Database,
+  DEVICE_KINDS,
+  DEVICE_STATUSES,
   type DeviceKind,
+  type DeviceStatus,
   EXTRA_COLUMN_NAMES,
   type ExtraValues,
+  NUMERIC_METRICS,
   READING_METRICS,
   type ReadingMetrics,
 } from './schema.ts';
@@ -63,11 +68,12 @@ function keyArrayLiteral(values: ArrayLike<number>): string {
 }
 
 type Value = number | string | null | undefined;
+type WideColumnType = 'float8' | 'real' | 'device_status';
 
 /** A table of one row per (site, ts, device) with one nullable column per metric. */
 interface WideTable {
   readonly name: 'readings' | 'readings_extra';
-  readonly columns: readonly { readonly name: string; readonly type: 'float8' | 'real' | 'device_status' }[];
+  readonly columns: readonly { readonly name: string; readonly type: WideColumnType }[];
   /** The record's values in column order, or undefined when it has none for this table. */
   readonly valuesOf: (record: ReadingRecord) => Value[] | undefined;
 }
@@ -173,25 +179,27 @@ export function mergeRows(
 }
 
 function keyArrays(rows: readonly WideRow[]) {
-  const site = new Array<number>(rows.length);
-  const device = new Array<number>(rows.length);
-  const ts = new Array<number>(rows.length);
+  const site = new Int32Array(rows.length);
+  const device = new Int32Array(rows.length);
+  const ts = new Float64Array(rows.length);
   for (let i = 0; i < rows.length; i++) {
     site[i] = rows[i]!.site_id;
     device[i] = rows[i]!.device_id;
     ts[i] = rows[i]!.ts_us;
   }
-  return { site: keyArrayLiteral(site), device: keyArrayLiteral(device), ts: keyArrayLiteral(ts) };
+  return { site: int4Array(site), device: int4Array(device), ts: timestamptzArray(ts) };
 }
 
-function columnArray(rows: readonly WideRow[], c: number): string | null {
+/**
+ * One column of the rows as an array parameter, or SQL NULL when no row has a value: metrics as
+ * binary floats (docs/performance.md, "Binary parameters"), the status enum as a text literal.
+ */
+function columnArray(rows: readonly WideRow[], c: number, type: WideColumnType): Buffer | string | null {
   const values = new Array<Value>(rows.length);
   for (let i = 0; i < rows.length; i++) values[i] = rows[i]!.values[c];
-  return arrayLiteral(values);
+  if (type === 'device_status') return arrayLiteral(values);
+  return floatArray(values as (number | null | undefined)[], type === 'real' ? 'float4' : 'float8');
 }
-
-/** `to_timestamp` rounds to the microsecond, so integer microseconds round-trip exactly. */
-const TS_FROM_US = (ref: string) => sql.raw(`to_timestamp(${ref} / 1000000.0)`);
 
 /** `(r.c0 IS NOT NULL)::int::text || …`: which columns a stored row holds, one '0' or '1' each. */
 function heldMask(table: WideTable): RawBuilder<string> {
@@ -206,9 +214,9 @@ function unnestRows(
   extraNames = '',
 ) {
   const k = keyArrays(rows);
-  const columns = table.columns.map((c, i) => sql`${columnArray(rows, i)}::${sql.raw(c.type)}[]`);
+  const columns = table.columns.map((c, i) => sql`${columnArray(rows, i, c.type)}::${sql.raw(c.type)}[]`);
   const names = table.columns.map((_, i) => `c${i}`).join(', ');
-  return sql`unnest(${k.site}::int[], ${k.device}::int[], ${k.ts}::float8[], ${sql.join([...columns, ...extra])})
+  return sql`unnest(${k.site}::int[], ${k.device}::int[], ${k.ts}::timestamptz[], ${sql.join([...columns, ...extra])})
     AS u(s, d, t, ${sql.raw(names)}${sql.raw(extraNames)})`;
 }
 
@@ -233,7 +241,7 @@ async function writeWide(
   const valueList = sql.raw(table.columns.map((_, i) => `c${i}`).join(', '));
   const result = await sql`
     INSERT INTO ${sql.table(table.name)} (site_id, device_id, ts, ${columnList})
-    SELECT s, d, ${TS_FROM_US('t')}, ${valueList} FROM ${unnestRows(table, rows)}
+    SELECT s, d, t, ${valueList} FROM ${unnestRows(table, rows)}
     ON CONFLICT DO NOTHING`.execute(trx);
   if (Number(result.numAffectedRows ?? 0n) === rows.length) return;
   let pending: readonly WideRow[] = rows;
@@ -254,9 +262,9 @@ async function fillIn(
   // Rows this transaction inserted (xmin is ours) are new: nothing of them is a duplicate.
   const { rows: held } = await sql<{ o: number; had: string }>`
     SELECT u.o::int AS o, ${heldMask(table)} AS had
-    FROM unnest(${k.site}::int[], ${k.device}::int[], ${k.ts}::float8[]) WITH ORDINALITY AS u(s, d, t, o)
+    FROM unnest(${k.site}::int[], ${k.device}::int[], ${k.ts}::timestamptz[]) WITH ORDINALITY AS u(s, d, t, o)
     JOIN ${sql.table(table.name)} r
-      ON r.site_id = u.s AND r.ts = ${TS_FROM_US('u.t')} AND r.device_id = u.d
+      ON r.site_id = u.s AND r.ts = u.t AND r.device_id = u.d
     WHERE r.xmin <> pg_current_xact_id()::xid`.execute(trx);
   const sources: WideRow[] = [];
   const toFill: WideRow[] = [];
@@ -277,7 +285,7 @@ async function fillIn(
   const { rows: updated } = await sql<{ o: number }>`
     UPDATE ${sql.table(table.name)} r SET ${set}
     FROM ${unnestRows(table, toFill, [sql`${`{${masks.join(',')}}`}::text[]`, sql`${ordinals}::int[]`], ', had, o')}
-    WHERE r.site_id = u.s AND r.ts = ${TS_FROM_US('u.t')} AND r.device_id = u.d
+    WHERE r.site_id = u.s AND r.ts = u.t AND r.device_id = u.d
       -- In READ COMMITTED the UPDATE re-checks this on the newest version of a row it waited for:
       -- a concurrent fill of the same column makes it differ, and the row is read again.
       AND ${heldMask(table)} = u.had
@@ -333,81 +341,169 @@ export async function insertReadings(
 }
 
 /**
- * Moves devices' latest state forward, one row per device, never back to an older reading. Callers
- * pass at most one record per device (the newest); rows are locked in device order so concurrent
- * writers (other replicas) wait on each other instead of deadlocking. Rows of devices deleted
- * meanwhile (their site was deleted, perhaps by another replica) are dropped, not retried forever.
+ * Devices' latest state in columns, one row per device, sorted by device id: what the latest-state
+ * writer keeps per device (src/ingest/latest-state.ts) and writes without building an object per
+ * row. NaN marks an absent metric; `kind` and `status` are indexes into DEVICE_KINDS and
+ * DEVICE_STATUSES (status + 1, 0 when absent).
+ */
+export interface LatestRows {
+  readonly length: number;
+  readonly siteId: Int32Array;
+  readonly deviceId: Int32Array;
+  readonly kind: Uint8Array;
+  readonly tsUs: Float64Array;
+  readonly receivedMs: Float64Array;
+  /** One column per NUMERIC_METRICS entry, in that order. */
+  readonly metrics: readonly Float64Array[];
+  readonly status: Uint8Array;
+}
+
+const KIND_INDEX = new Map<DeviceKind, number>(DEVICE_KINDS.map((k, i) => [k, i]));
+const STATUS_INDEX = new Map<DeviceStatus, number>(DEVICE_STATUSES.map((s, i) => [s, i + 1]));
+
+/** Columns for `length` rows, every metric absent. */
+export function allocLatestRows(length: number): LatestRows {
+  return {
+    length,
+    siteId: new Int32Array(length),
+    deviceId: new Int32Array(length),
+    kind: new Uint8Array(length),
+    tsUs: new Float64Array(length),
+    receivedMs: new Float64Array(length),
+    metrics: NUMERIC_METRICS.map(() => new Float64Array(length).fill(Number.NaN)),
+    status: new Uint8Array(length),
+  };
+}
+
+/** Copies one record into row `i` (every column; absent metrics as NaN). */
+export function setLatestRow(rows: LatestRows, i: number, r: ReadingRecord): void {
+  rows.siteId[i] = r.site_id;
+  rows.deviceId[i] = r.device_id;
+  rows.kind[i] = KIND_INDEX.get(r.kind)!;
+  rows.tsUs[i] = r.ts_us;
+  rows.receivedMs[i] = r.received_ms;
+  for (let m = 0; m < NUMERIC_METRICS.length; m++) rows.metrics[m]![i] = r[NUMERIC_METRICS[m]!] ?? Number.NaN;
+  rows.status[i] = r.status ? STATUS_INDEX.get(r.status)! : 0;
+}
+
+/** Index of a status in LatestRows.status (0: absent). */
+export function statusIndex(status: DeviceStatus | null | undefined): number {
+  return status ? STATUS_INDEX.get(status)! : 0;
+}
+
+/** Index of a kind in LatestRows.kind. */
+export function kindIndex(kind: DeviceKind): number {
+  return KIND_INDEX.get(kind)!;
+}
+
+/** Row `i` as a record, absent metrics left out. */
+export function latestRecordOf(rows: LatestRows, i: number): ReadingRecord {
+  const record: ReadingRecord = {
+    site_id: rows.siteId[i]!,
+    device_id: rows.deviceId[i]!,
+    kind: DEVICE_KINDS[rows.kind[i]!]!,
+    ts_us: rows.tsUs[i]!,
+    received_ms: rows.receivedMs[i]!,
+  };
+  for (let m = 0; m < NUMERIC_METRICS.length; m++) {
+    const v = rows.metrics[m]![i]!;
+    if (!Number.isNaN(v)) record[NUMERIC_METRICS[m]!] = v;
+  }
+  if (rows.status[i]! > 0) record.status = DEVICE_STATUSES[rows.status[i]! - 1]!;
+  return record;
+}
+
+/** The rows at `indexes` (ascending), as new columns. */
+export function pickLatestRows(rows: LatestRows, indexes: ArrayLike<number>): LatestRows {
+  const out = allocLatestRows(indexes.length);
+  for (let k = 0; k < indexes.length; k++) {
+    const i = indexes[k]!;
+    out.siteId[k] = rows.siteId[i]!;
+    out.deviceId[k] = rows.deviceId[i]!;
+    out.kind[k] = rows.kind[i]!;
+    out.tsUs[k] = rows.tsUs[i]!;
+    out.receivedMs[k] = rows.receivedMs[i]!;
+    for (let m = 0; m < rows.metrics.length; m++) out.metrics[m]![k] = rows.metrics[m]![i]!;
+    out.status[k] = rows.status[i]!;
+  }
+  return out;
+}
+
+/**
+ * Moves devices' latest state forward, one row per device, never back to an older reading.
+ * Callers pass at most one record per device (the newest). See writeLatestRows.
  */
 export async function updateDeviceLatest(
   db: Kysely<Database>,
   latest: readonly ReadingRecord[],
-): Promise<void> {
-  if (latest.length === 0) return;
+): Promise<{ dropped: number[] }> {
   const sorted = [...latest].sort((x, y) => x.device_id - y.device_id);
-  const write = (rows: readonly ReadingRecord[]) =>
+  const rows = allocLatestRows(sorted.length);
+  for (let i = 0; i < sorted.length; i++) setLatestRow(rows, i, sorted[i]!);
+  return writeLatestRows(db, rows);
+}
+
+/**
+ * Writes latest-state rows (sorted by device id, one per device): rows are locked in device order
+ * so concurrent writers (other replicas) wait on each other instead of deadlocking. Rows of devices
+ * deleted meanwhile (their site was deleted, perhaps by another replica) are dropped, not retried
+ * forever; their device ids are returned.
+ */
+export async function writeLatestRows(
+  db: Kysely<Database>,
+  rows: LatestRows,
+): Promise<{ dropped: number[] }> {
+  if (rows.length === 0) return { dropped: [] };
+  const write = (part: LatestRows) =>
     inTransaction(db, async (trx) => {
       // Site rows first, as writeReadings and the purge take them: the upsert locks device_latest
       // rows and key-shares devices rows, the purge's cascade the other way round, so without this
       // common first lock the two could deadlock. Rows of a site purged meanwhile are dropped.
-      const gone = await lockSites(trx, rows);
-      await upsertDeviceLatest(trx, gone.size === 0 ? rows : rows.filter((r) => !gone.has(r.site_id)));
+      const gone = await lockSiteIds(trx, part.siteId);
+      if (gone.size === 0) {
+        await upsertDeviceLatest(trx, part);
+        return [];
+      }
+      const keep: number[] = [];
+      const dropped: number[] = [];
+      for (let i = 0; i < part.length; i++) (gone.has(part.siteId[i]!) ? dropped : keep).push(i);
+      await upsertDeviceLatest(trx, pickLatestRows(part, keep));
+      return dropped.map((i) => part.deviceId[i]!);
     });
   try {
-    await write(sorted);
+    return { dropped: await write(rows) };
   } catch (error) {
     // Devices deleted some other way than with their site: keep the rows whose device still exists.
     if (!isForeignKeyViolation(error)) throw error;
-    const { rows } = await sql<{ id: number }>`
-      SELECT id FROM devices WHERE id = ANY(${keyArrayLiteral(sorted.map((r) => r.device_id))}::int[])`.execute(
-      db,
-    );
-    const live = new Set(rows.map((r) => r.id));
-    await write(sorted.filter((r) => live.has(r.device_id)));
+    const { rows: found } = await sql<{ id: number }>`
+      SELECT id FROM devices WHERE id = ANY(${int4Array(rows.deviceId)}::int[])`.execute(db);
+    const live = new Set(found.map((r) => r.id));
+    const keep: number[] = [];
+    const dropped: number[] = [];
+    for (let i = 0; i < rows.length; i++) (live.has(rows.deviceId[i]!) ? keep : dropped).push(i);
+    const more = await write(pickLatestRows(rows, keep));
+    return { dropped: [...dropped.map((i) => rows.deviceId[i]!), ...more] };
   }
 }
 
-/**
- * The latest state after `next`, given the latest `held` (pure; the same rule as the SQL upsert of
- * device_latest): a newer reading replaces it whole, so a metric the device stopped reporting is
- * gone from its latest state at once; a reading of the same instant only fills in what `held`
- * lacks (a stored value is never replaced, as in `readings`: Prometheus sends one scrape's metrics
- * in several requests) and moves `received_ms` forward; an older one changes nothing. Returns
- * `held` itself when nothing changes.
- */
-export function mergeLatest(held: ReadingRecord | undefined, next: ReadingRecord): ReadingRecord {
-  if (held === undefined) return next;
-  // As the SQL's GREATEST(received_at): batches can commit out of order.
-  const received = Math.max(held.received_ms, next.received_ms);
-  if (next.ts_us > held.ts_us)
-    return received === next.received_ms ? next : { ...next, received_ms: received };
-  if (next.ts_us < held.ts_us) return held;
-  let merged: ReadingRecord | undefined;
-  for (const name of READING_METRICS) {
-    if (
-      (held[name] === undefined || held[name] === null) &&
-      next[name] !== undefined &&
-      next[name] !== null
-    ) {
-      merged ??= { ...held };
-      (merged as unknown as Record<string, unknown>)[name] = next[name];
-    }
-  }
-  if (merged) {
-    merged.received_ms = received;
-    return merged;
-  }
-  return received === held.received_ms ? held : { ...held, received_ms: received };
-}
-
-async function upsertDeviceLatest(db: Kysely<Database>, sorted: readonly ReadingRecord[]): Promise<void> {
-  if (sorted.length === 0) return;
-  const pick = <T>(get: (r: ReadingRecord) => T) => sorted.map(get);
+async function upsertDeviceLatest(db: Kysely<Database>, rows: LatestRows): Promise<void> {
+  if (rows.length === 0) return;
   const columns = CORE_TABLE.columns;
-  const metricArrays = columns.map(
-    (c, i) => sql`${arrayLiteral(pick((r) => r[READING_METRICS[i]!]))}::${sql.raw(c.type)}[]`,
+  const metricArrays = NUMERIC_METRICS.map(
+    (_, m) =>
+      sql`${floatColumn(rows.metrics[m]!, columns[m]!.type === 'real' ? 'float4' : 'float8')}::${sql.raw(columns[m]!.type)}[]`,
   );
+  const kinds = new Array<string>(rows.length);
+  const statuses = new Array<string | undefined>(rows.length);
+  const receivedUs = new Float64Array(rows.length);
+  for (let i = 0; i < rows.length; i++) {
+    kinds[i] = DEVICE_KINDS[rows.kind[i]!]!;
+    statuses[i] = rows.status[i]! > 0 ? DEVICE_STATUSES[rows.status[i]! - 1] : undefined;
+    receivedUs[i] = rows.receivedMs[i]! * 1000;
+  }
   const names = columns.map((c) => c.name);
-  // The same instant fills in what is missing; a newer one replaces the row (see mergeLatest).
+  const values = names.map((_, i) => `c${i}`).join(', ');
+  // The same instant fills in what is missing; a newer one replaces the row (src/ingest/latest-state.ts).
   const set = names
     .map(
       (n) =>
@@ -416,11 +512,12 @@ async function upsertDeviceLatest(db: Kysely<Database>, sorted: readonly Reading
     .join(',\n');
   await sql`
     INSERT INTO device_latest (device_id, site_id, kind, ts, received_at, ${sql.raw(names.join(', '))})
-    SELECT d, s, k, ${TS_FROM_US('t')}, to_timestamp(rt / 1000.0), ${sql.raw(names.map((_, i) => `c${i}`).join(', '))}
-    FROM unnest(${keyArrayLiteral(pick((r) => r.site_id))}::int[], ${keyArrayLiteral(pick((r) => r.device_id))}::int[],
-      ${arrayLiteral(pick((r) => r.kind))}::device_kind[], ${keyArrayLiteral(pick((r) => r.ts_us))}::float8[],
-      ${keyArrayLiteral(pick((r) => r.received_ms))}::float8[], ${sql.join(metricArrays)})
-      AS u(s, d, k, t, rt, ${sql.raw(names.map((_, i) => `c${i}`).join(', '))})
+    SELECT d, s, k, t, rt, ${sql.raw(values)}
+    FROM unnest(${int4Array(rows.siteId)}::int[], ${int4Array(rows.deviceId)}::int[],
+      ${arrayLiteral(kinds)}::device_kind[], ${timestamptzArray(rows.tsUs)}::timestamptz[],
+      ${timestamptzArray(receivedUs)}::timestamptz[], ${sql.join(metricArrays)},
+      ${arrayLiteral(statuses)}::device_status[])
+      AS u(s, d, k, t, rt, ${sql.raw(values)})
     ON CONFLICT (device_id) DO UPDATE SET
       site_id = excluded.site_id, kind = excluded.kind, ts = excluded.ts,
       received_at = GREATEST(excluded.received_at, device_latest.received_at),
@@ -451,10 +548,17 @@ async function lockSites(
   trx: Kysely<Database>,
   records: readonly ReadingRecord[],
 ): Promise<ReadonlySet<number>> {
+  const ids = new Int32Array(records.length);
+  for (let i = 0; i < records.length; i++) ids[i] = records[i]!.site_id;
+  return lockSiteIds(trx, ids);
+}
+
+/** lockSites for a column of site ids. */
+async function lockSiteIds(trx: Kysely<Database>, siteIds: ArrayLike<number>): Promise<ReadonlySet<number>> {
   const wanted = new Set<number>();
-  for (let i = 0; i < records.length; i++) wanted.add(records[i]!.site_id);
+  for (let i = 0; i < siteIds.length; i++) wanted.add(siteIds[i]!);
   const { rows } = await sql<{ id: number }>`
-    SELECT id FROM sites WHERE id = ANY(${keyArrayLiteral([...wanted])}::int[])
+    SELECT id FROM sites WHERE id = ANY(${int4Array([...wanted])}::int[])
     ORDER BY id FOR KEY SHARE`.execute(trx);
   if (rows.length === wanted.size) return NO_SITES;
   for (const row of rows) wanted.delete(row.id);
