@@ -152,7 +152,12 @@ export async function dropBenchDatabase(): Promise<void> {
 }
 
 /** The simulator's `load` scenario offering `rate` readings/s for `seconds`, as its own process. */
-function offerLoad(url: string, transport: 'http' | 'ws', rate: number, seconds: number): Promise<void> {
+export function offerLoad(
+  url: string,
+  transport: 'http' | 'ws',
+  rate: number,
+  seconds: number,
+): Promise<void> {
   const load = spawn(
     process.execPath,
     [

@@ -8,6 +8,7 @@ import { silentLogger } from '../src/log.ts';
 import type { Storage } from '../src/storage/database.ts';
 import { countDevices, registerDevices } from '../src/storage/devices.ts';
 import { ensurePartitions } from '../src/storage/partitions.ts';
+import { columnsOf } from '../src/storage/reading-columns.ts';
 import { countReadings, type ReadingRecord, writeReadings } from '../src/storage/readings.ts';
 import { deleteSite, deleteSiteWith } from '../src/storage/sites.ts';
 import { BACKENDS, createTestDatabase, type TestDatabase } from './support/databases.ts';
@@ -91,10 +92,14 @@ describe.each(BACKENDS)('purging a site against its writers on %s', (backend) =>
       maxQueuedBytes: 1_000_000,
       ensurePartitions: async () => {},
     });
-    const goneWrite = writer.write(writer.reserve(1, 10), [record(gone.siteId, gone.deviceId, NOW + 5)]);
-    const keptWrite = writer.write(writer.reserve(99, 10), [
-      ...Array.from({ length: 99 }, (_, i) => record(kept.siteId, kept.deviceId, NOW + 10 + i)),
-    ]);
+    const goneWrite = writer.write(
+      writer.reserve(1, 10),
+      columnsOf([record(gone.siteId, gone.deviceId, NOW + 5)]),
+    );
+    const keptWrite = writer.write(
+      writer.reserve(99, 10),
+      columnsOf(Array.from({ length: 99 }, (_, i) => record(kept.siteId, kept.deviceId, NOW + 10 + i))),
+    );
     await expect(goneWrite).rejects.toMatchObject({ code: 'not_found' });
     expect(ERROR_STATUS.not_found).toBe(404);
     expect([...(await keptWrite)]).toEqual(new Array(99).fill(0));

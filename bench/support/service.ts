@@ -50,7 +50,9 @@ async function freePort(): Promise<number> {
  */
 export async function startServiceOn(database: string, env: Record<string, string>): Promise<BenchService> {
   const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [...SERVICE_NODE_FLAGS, 'src/main.ts'], {
+  // BENCH_SERVICE_NODE_FLAGS replaces the shipped flags, for A/B runs of them (docs/performance.md).
+  const flags = process.env.BENCH_SERVICE_NODE_FLAGS?.split(' ').filter(Boolean) ?? SERVICE_NODE_FLAGS;
+  const child: ChildProcess = spawn(process.execPath, [...flags, 'src/main.ts'], {
     env: {
       ...process.env,
       PORT: String(port),

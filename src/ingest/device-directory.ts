@@ -1,7 +1,13 @@
 import type { Kysely } from 'kysely';
 import { findDevices, type KnownDevice, registerDevices } from '../storage/devices.ts';
-import type { ReadingRecord } from '../storage/readings.ts';
-import type { Database, DeviceKind } from '../storage/schema.ts';
+import {
+  allocColumns,
+  kindIndex,
+  type ReadingColumns,
+  setExtras,
+  statusIndex,
+} from '../storage/reading-columns.ts';
+import { type Database, type DeviceKind, NUMERIC_METRICS } from '../storage/schema.ts';
 import { ConcurrencyLimit } from './concurrency.ts';
 import type { Rejection, ValidReading } from './reading.ts';
 
@@ -31,12 +37,12 @@ export class DeviceDirectory {
     this.#bySite.delete(siteId);
   }
 
-  /** Readings turned into storable records; those whose device cannot be registered are rejected. */
+  /** Readings resolved to ids, in columns; those whose device cannot be registered are rejected. */
   async resolve(
     siteId: number,
     readings: readonly ValidReading[],
     receivedMs: number,
-  ): Promise<{ records: ReadingRecord[]; rejected: Rejection[] }> {
+  ): Promise<{ readings: ReadingColumns; rejected: Rejection[] }> {
     let known = this.#bySite.get(siteId);
     if (!known) {
       known = new Map();
@@ -62,43 +68,43 @@ export class DeviceDirectory {
       for (let i = 0; i < readings.length; i++) found[i] ??= known.get(readings[i]!.device);
     }
 
-    const records: ReadingRecord[] = [];
     const rejected: Rejection[] = [];
+    let resolved = 0;
     for (let i = 0; i < readings.length; i++) {
-      const r = readings[i]!;
-      const device = found[i];
-      if (!device) {
-        rejected.push({
-          index: r.index,
-          // Every refusal above is named; this is only reached if the store disagrees with the name sent.
-          ...(refused.get(r.device) ?? {
-            field: 'device',
-            code: 'device_unresolved',
-            message: `device "${r.device}" could not be registered; retry later`,
-          }),
-        });
+      if (found[i]) {
+        resolved++;
         continue;
       }
-      // One literal with every field: this runs per reading, and a spread would allocate twice.
-      records.push({
-        site_id: siteId,
-        device_id: device.id,
-        kind: device.kind,
-        ts_us: r.tsUs,
-        received_ms: receivedMs,
-        power_w: r.power_w,
-        hashrate_ths: r.hashrate_ths,
-        expected_hashrate_ths: r.expected_hashrate_ths,
-        temp_c: r.temp_c,
-        fan_rpm: r.fan_rpm,
-        gpu_util_pct: r.gpu_util_pct,
-        gpu_mem_used_bytes: r.gpu_mem_used_bytes,
-        available_power_w: r.available_power_w,
-        status: r.status,
-        extras: r.extras,
+      const r = readings[i]!;
+      rejected.push({
+        index: r.index,
+        // Every refusal above is named; this is only reached if the store disagrees with the name sent.
+        ...(refused.get(r.device) ?? {
+          field: 'device',
+          code: 'device_unresolved',
+          message: `device "${r.device}" could not be registered; retry later`,
+        }),
       });
     }
-    return { records, rejected };
+    const columns = allocColumns(resolved);
+    for (let i = 0, row = 0; i < readings.length; i++) {
+      const device = found[i];
+      if (!device) continue;
+      const r = readings[i]!;
+      columns.siteId[row] = siteId;
+      columns.deviceId[row] = device.id;
+      columns.kind[row] = kindIndex(device.kind);
+      columns.tsUs[row] = r.tsUs;
+      columns.receivedMs[row] = receivedMs;
+      for (let m = 0; m < NUMERIC_METRICS.length; m++) {
+        const v = r[NUMERIC_METRICS[m]!];
+        if (v !== undefined && v !== null) columns.metrics[m]![row] = v;
+      }
+      columns.status[row] = statusIndex(r.status);
+      if (r.extras !== undefined) setExtras(columns, row, r.extras);
+      row++;
+    }
+    return { readings: columns, rejected };
   }
 
   async #learn(

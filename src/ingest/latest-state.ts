@@ -1,16 +1,14 @@
 import type { Logger } from '../log.ts';
 import type { Storage } from '../storage/database.ts';
 import {
-  allocLatestRows,
-  type LatestRows,
-  latestRecordOf,
-  pickLatestRows,
+  allocColumns,
+  copyCoreRow,
+  pickRows,
+  type ReadingColumns,
   type ReadingRecord,
-  setLatestRow,
-  statusIndex,
-  writeLatestRows,
-} from '../storage/readings.ts';
-import { NUMERIC_METRICS } from '../storage/schema.ts';
+  recordOf,
+} from '../storage/reading-columns.ts';
+import { writeLatestRows } from '../storage/readings.ts';
 
 const CLOSE_ATTEMPTS = 4;
 const CLOSE_RETRY_MS = 500;
@@ -54,7 +52,7 @@ export class LatestTable {
   #slotOf = new Map<number, number>();
   #free: number[] = [];
   #used = 0;
-  #rows: LatestRows = allocLatestRows(1024);
+  #rows: ReadingColumns = allocColumns(1024);
   #dirty = new Uint8Array(1024);
   #dirtyList: number[] = [];
 
@@ -64,39 +62,40 @@ export class LatestTable {
   }
 
   /** Folds committed readings in; returns how many slots became pending. */
-  fold(records: readonly ReadingRecord[]): number {
+  fold(cols: ReadingColumns): number {
     let added = 0;
-    for (let k = 0; k < records.length; k++) {
-      const r = records[k]!;
-      let slot = this.#slotOf.get(r.device_id);
+    for (let i = 0; i < cols.length; i++) {
+      let slot = this.#slotOf.get(cols.deviceId[i]!);
       if (slot === undefined) {
-        slot = this.#allocate(r.device_id);
-        setLatestRow(this.#rows, slot, r);
+        slot = this.#allocate(cols.deviceId[i]!);
+        copyCoreRow(cols, i, this.#rows, slot);
         added += this.#mark(slot);
         continue;
       }
       const rows = this.#rows;
       const held = rows.tsUs[slot]!;
-      if (r.ts_us < held) continue;
-      if (r.ts_us > held) {
-        const received = Math.max(rows.receivedMs[slot]!, r.received_ms);
-        setLatestRow(rows, slot, r);
-        rows.receivedMs[slot] = received;
+      const ts = cols.tsUs[i]!;
+      if (ts < held) continue;
+      const received = cols.receivedMs[i]!;
+      if (ts > held) {
+        const heldReceived = rows.receivedMs[slot]!;
+        copyCoreRow(cols, i, rows, slot);
+        if (heldReceived > received) rows.receivedMs[slot] = heldReceived;
         added += this.#mark(slot);
         continue;
       }
-      let changed = r.received_ms > rows.receivedMs[slot]!;
-      if (changed) rows.receivedMs[slot] = r.received_ms;
-      for (let m = 0; m < NUMERIC_METRICS.length; m++) {
+      let changed = received > rows.receivedMs[slot]!;
+      if (changed) rows.receivedMs[slot] = received;
+      for (let m = 0; m < rows.metrics.length; m++) {
         const column = rows.metrics[m]!;
-        const v = r[NUMERIC_METRICS[m]!];
-        if (v !== undefined && v !== null && Number.isNaN(column[slot]!)) {
+        const v = cols.metrics[m]![i]!;
+        if (!Number.isNaN(v) && Number.isNaN(column[slot]!)) {
           column[slot] = v;
           changed = true;
         }
       }
-      if (rows.status[slot] === 0 && r.status) {
-        rows.status[slot] = statusIndex(r.status);
+      if (rows.status[slot] === 0 && cols.status[i]! > 0) {
+        rows.status[slot] = cols.status[i]!;
         changed = true;
       }
       if (changed) added += this.#mark(slot);
@@ -107,7 +106,7 @@ export class LatestTable {
   /** The device's state, or undefined when it has none here. */
   get(deviceId: number): ReadingRecord | undefined {
     const slot = this.#slotOf.get(deviceId);
-    return slot === undefined ? undefined : latestRecordOf(this.#rows, slot);
+    return slot === undefined ? undefined : recordOf(this.#rows, slot);
   }
 
   /**
@@ -124,10 +123,10 @@ export class LatestTable {
   }
 
   /** The current state in `slots` (of devices not forgotten since), as new columns. */
-  rowsOf(slots: readonly number[]): LatestRows {
+  rowsOf(slots: readonly number[]): ReadingColumns {
     const deviceId = this.#rows.deviceId;
     const live = slots.every((s) => deviceId[s] !== 0) ? slots : slots.filter((s) => deviceId[s] !== 0);
-    return pickLatestRows(this.#rows, live);
+    return pickRows(this.#rows, live);
   }
 
   /** Marks slots pending again (a write that failed): they hold the newest state, so that is what is retried. */
@@ -179,7 +178,7 @@ export class LatestTable {
   #grow(): void {
     const size = this.#rows.length * 2;
     const old = this.#rows;
-    const bigger = allocLatestRows(size);
+    const bigger = allocColumns(size);
     bigger.siteId.set(old.siteId);
     bigger.deviceId.set(old.deviceId);
     bigger.kind.set(old.kind);
@@ -226,13 +225,13 @@ export class LatestStateWriter {
   }
 
   /** Records committed readings; they reach `device_latest` with the next flush. */
-  offer(records: readonly ReadingRecord[]): void {
-    if (records.length === 0) return;
-    if (this.#table.fold(records) === 0 && this.#table.pending === 0) return;
+  offer(readings: ReadingColumns): void {
+    if (readings.length === 0) return;
+    if (this.#table.fold(readings) === 0 && this.#table.pending === 0) return;
     // Batches can commit out of order: the lag is measured from the oldest receipt still pending.
     this.#oldestPendingMs = Math.min(
       this.#oldestPendingMs ?? Number.POSITIVE_INFINITY,
-      records[0]!.received_ms,
+      readings.receivedMs[0]!,
     );
     if (!this.#timer && !this.#closed) this.#schedule(this.#o.flushMs);
   }

@@ -1,11 +1,12 @@
 import { HashwattError } from '../errors.ts';
 import { domainError } from '../storage/errors.ts';
 import { retentionCutoff } from '../storage/partitions.ts';
+import { samplesOf } from '../storage/reading-columns.ts';
 import { type QueueLoad, SiteAdmission, type SiteAdmissionOptions } from './admission.ts';
 import type { IngestBatch } from './batch.ts';
 import type { DeviceDirectory } from './device-directory.ts';
 import type { LatestStateWriter } from './latest-state.ts';
-import { countSamples, type Rejection } from './reading.ts';
+import type { Rejection } from './reading.ts';
 import { SiteTurns } from './site-turns.ts';
 import type { GroupCommitWriter } from './writer.ts';
 
@@ -117,8 +118,9 @@ export class IngestPipeline {
   }
 
   /**
-   * Runs synchronous CPU work of a site's batch (a transport's parse) in the sites' turns, the same
-   * turns validation takes, so under overload no site's parsing queues another's behind all of its own.
+   * Runs synchronous CPU work of a site's batch (a transport's parse, and then its validation in
+   * `ingest`, called in the same task) in the sites' turns, so under overload no site's parsing
+   * queues another's behind all of its own.
    */
   turn<T>(siteId: number, work: () => T): Promise<T> {
     return this.#turns.run(siteId, work);
@@ -148,28 +150,30 @@ export class IngestPipeline {
     const releaseShare = this.#admission.hold(site.id, load);
     try {
       const nowMs = this.#o.now();
-      const checked = await this.#turns.run(site.id, () =>
-        batch.check({ nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) }),
-      );
-      const { records, rejected } = await directory.resolve(site.id, checked.valid, nowMs);
-      const duplicate = await writer.write(reservation, records);
+      // Every transport decodes in the site's turn (turn()) and calls this straight after, in the
+      // same task: validating here keeps the decoded objects inside that task, so they die young.
+      // Waiting for a second turn kept every queued batch's objects alive across young-generation
+      // collections, which copied and promoted them (docs/performance.md, "Readings in columns").
+      const checked = batch.check({ nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) });
+      const { readings, rejected } = await directory.resolve(site.id, checked.valid, nowMs);
+      const duplicate = await writer.write(reservation, readings);
       let duplicates = 0;
       let acceptedSamples = 0;
       let duplicateSamples = 0;
-      for (let i = 0; i < records.length; i++) {
-        const samples = countSamples(records[i]!);
+      for (let i = 0; i < readings.length; i++) {
+        const samples = samplesOf(readings, i);
         const repeated = duplicate[i]!;
         if (repeated >= samples) duplicates++;
         acceptedSamples += samples - repeated;
         duplicateSamples += repeated;
       }
-      this.#o.latest.offer(records);
+      this.#o.latest.offer(readings);
       const allRejected =
         rejected.length === 0
           ? checked.rejected
           : [...checked.rejected, ...rejected].sort((a, b) => a.index - b.index);
       const result = {
-        accepted: records.length - duplicates,
+        accepted: readings.length - duplicates,
         duplicates,
         acceptedSamples,
         duplicateSamples,

@@ -8,7 +8,8 @@ import {
   isTransientConflict,
   unavailableError,
 } from '../storage/errors.ts';
-import { type ReadingRecord, writeReadings } from '../storage/readings.ts';
+import { concatColumns, type ReadingColumns } from '../storage/reading-columns.ts';
+import { writeColumns } from '../storage/readings.ts';
 import { FairQueue } from './fair-queue.ts';
 
 /** What the writer reports about itself; the metrics module implements it. */
@@ -50,7 +51,7 @@ export interface Reservation {
 }
 
 interface Job {
-  records: ReadingRecord[];
+  readings: ReadingColumns;
   reservation: Reservation;
   resolve: (duplicateSamples: Uint32Array) => void;
   reject: (error: unknown) => void;
@@ -154,18 +155,18 @@ export class GroupCommitWriter {
   }
 
   /**
-   * Queues records for the next transaction; resolves after commit with, per record, how many of
+   * Queues readings for the next transaction; resolves after commit with, per reading, how many of
    * its samples were already stored (see writeReadings).
    */
-  write(reservation: Reservation, records: ReadingRecord[]): Promise<Uint32Array> {
-    if (records.length === 0) {
+  write(reservation: Reservation, readings: ReadingColumns): Promise<Uint32Array> {
+    if (readings.length === 0) {
       this.release(reservation);
       return Promise.resolve(new Uint32Array(0));
     }
     return new Promise<Uint32Array>((resolve, reject) => {
       // A job is one request, so one site (the pipeline stores readings under the authenticated site).
-      this.#queue.push(records[0]!.site_id, { records, reservation, resolve, reject });
-      this.#queuedReadings += records.length;
+      this.#queue.push(readings.siteId[0]!, { readings, reservation, resolve, reject });
+      this.#queuedReadings += readings.length;
       if (this.#queuedReadings >= this.#o.maxBatchReadings) this.#pump();
       else this.#timer ??= setTimeout(() => this.#pump(), this.#o.flushDelayMs);
     });
@@ -194,11 +195,11 @@ export class GroupCommitWriter {
       let readings = 0;
       while (
         this.#queue.size > 0 &&
-        (batch.length === 0 || readings + this.#queue.peek()!.records.length <= this.#o.maxBatchReadings)
+        (batch.length === 0 || readings + this.#queue.peek()!.readings.length <= this.#o.maxBatchReadings)
       ) {
         const job = this.#queue.shift()!;
         batch.push(job);
-        readings += job.records.length;
+        readings += job.readings.length;
       }
       this.#queuedReadings -= readings;
       this.#inFlight++;
@@ -212,19 +213,19 @@ export class GroupCommitWriter {
 
   /** `measured`: whether the commit's rate feeds admission (not for one-request retries after a data error). */
   async #commit(batch: Job[], measured = true): Promise<void> {
-    const records = batch.length === 1 ? batch[0]!.records : batch.flatMap((j) => j.records);
+    const readings = concatColumns(batch.map((j) => j.readings));
     const started = performance.now();
     try {
-      const { duplicateSamples, goneSites } = await this.#writeWithPartitionRetry(records);
+      const { duplicateSamples, goneSites } = await this.#writeWithPartitionRetry(readings);
       const seconds = (performance.now() - started) / 1000;
-      this.#o.observer.batchCommitted(records.length, batch.length, seconds);
-      if (measured) this.#measureRate(records.length, seconds);
+      this.#o.observer.batchCommitted(readings.length, batch.length, seconds);
+      if (measured) this.#measureRate(readings.length, seconds);
       let offset = 0;
       for (const job of batch) {
-        const end = offset + job.records.length;
+        const end = offset + job.readings.length;
         this.release(job.reservation);
         // A job is one request, so one site: it is stored whole or, its site gone, refused whole.
-        if (goneSites.size > 0 && job.records.some((r) => goneSites.has(r.site_id))) job.reject(siteGone());
+        if (goneSites.size > 0 && goneSites.has(job.readings.siteId[0]!)) job.reject(siteGone());
         else job.resolve(duplicateSamples.subarray(offset, end));
         offset = end;
       }
@@ -237,7 +238,7 @@ export class GroupCommitWriter {
       const unavailable = isDatabaseUnavailable(error);
       this.#o.observer.batchFailed(unavailable ? 'unavailable' : 'error');
       const failure = unavailable ? unavailableError(error) : error;
-      if (!unavailable) this.#o.logger.error({ err: error, readings: records.length }, 'batch write failed');
+      if (!unavailable) this.#o.logger.error({ err: error, readings: readings.length }, 'batch write failed');
       for (const job of batch) {
         this.release(job.reservation);
         job.reject(failure);
@@ -258,13 +259,13 @@ export class GroupCommitWriter {
   }
 
   /** One retry for what a second attempt cures: a day without a partition yet, or a deadlock victim. */
-  async #writeWithPartitionRetry(records: ReadingRecord[]) {
+  async #writeWithPartitionRetry(readings: ReadingColumns) {
     try {
-      return await writeReadings(this.#o.storage.db, records);
+      return await writeColumns(this.#o.storage.db, readings);
     } catch (error) {
       if (isMissingPartition(error)) await this.#o.ensurePartitions();
       else if (!isTransientConflict(error)) throw error;
-      return writeReadings(this.#o.storage.db, records);
+      return writeColumns(this.#o.storage.db, readings);
     }
   }
 }

@@ -14,7 +14,11 @@ describe('minuteMarks', () => {
       { site_id: 1, ts_us: us(T + 3 * MINUTE_MS) },
       { site_id: 2, ts_us: us(T + 5 * MINUTE_MS + 2) },
     ];
-    expect(minuteMarks(records)).toEqual([
+    const marks = minuteMarks(
+      records.map((r) => r.site_id),
+      records.map((r) => r.ts_us),
+    );
+    expect(marks).toEqual([
       { siteId: 2, fromMs: T + 5 * MINUTE_MS, toMs: T + 6 * MINUTE_MS, readings: 2 },
       { siteId: 1, fromMs: T, toMs: T + 2 * MINUTE_MS, readings: 3 },
       { siteId: 1, fromMs: T + 3 * MINUTE_MS, toMs: T + 4 * MINUTE_MS, readings: 1 },
@@ -22,7 +26,7 @@ describe('minuteMarks', () => {
   });
 
   it('puts a microsecond before a minute in the minute before', () => {
-    expect(minuteMarks([{ site_id: 1, ts_us: us(T) - 1 }])).toEqual([
+    expect(minuteMarks([1], [us(T) - 1])).toEqual([
       { siteId: 1, fromMs: T - MINUTE_MS, toMs: T, readings: 1 },
     ]);
   });

@@ -15,23 +15,26 @@ export interface SiteRange {
   readings?: number;
 }
 
-/** The minutes a batch of readings touches, as runs of consecutive minutes per site. */
-export function minuteMarks(records: ArrayLike<{ site_id: number; ts_us: number }>): SiteRange[] {
+/**
+ * The minutes a batch of readings touches, as runs of consecutive minutes per site; the batch as
+ * its site-id and time columns (src/storage/reading-columns.ts).
+ */
+export function minuteMarks(siteIds: ArrayLike<number>, tsUs: ArrayLike<number>): SiteRange[] {
   // Per site, readings per minute.
   const minutes = new Map<number, Map<number, number>>();
   // Batches arrive grouped by site: look the site's map up only when the site changes.
   let lastSite = -1;
   let counts: Map<number, number> | undefined;
-  for (let i = 0; i < records.length; i++) {
-    const r = records[i]!;
-    const minute = Math.floor(r.ts_us / 60_000_000);
-    if (r.site_id !== lastSite) {
-      counts = minutes.get(r.site_id);
+  for (let i = 0; i < siteIds.length; i++) {
+    const siteId = siteIds[i]!;
+    const minute = Math.floor(tsUs[i]! / 60_000_000);
+    if (siteId !== lastSite) {
+      counts = minutes.get(siteId);
       if (!counts) {
         counts = new Map();
-        minutes.set(r.site_id, counts);
+        minutes.set(siteId, counts);
       }
-      lastSite = r.site_id;
+      lastSite = siteId;
     }
     counts!.set(minute, (counts!.get(minute) ?? 0) + 1);
   }

@@ -3,33 +3,26 @@ import { CORE_METRICS } from '../catalog/index.ts';
 import { minuteMarks } from '../rollups/ranges.ts';
 import { floatArray, floatColumn, int4Array, timestamptzArray } from './binary-arrays.ts';
 import { isForeignKeyViolation } from './errors.ts';
+import {
+  columnsOf,
+  hasCoreValues,
+  pickRows,
+  type ReadingColumns,
+  type ReadingRecord,
+  recordsOf,
+} from './reading-columns.ts';
 import { insertMarks } from './rollups.ts';
 import {
   type Database,
   DEVICE_KINDS,
   DEVICE_STATUSES,
-  type DeviceKind,
-  type DeviceStatus,
   EXTRA_COLUMN_NAMES,
   type ExtraValues,
   NUMERIC_METRICS,
   READING_METRICS,
-  type ReadingMetrics,
 } from './schema.ts';
 
-/** A validated reading resolved to its site and device ids, ready to store. */
-export interface ReadingRecord extends Partial<ReadingMetrics> {
-  site_id: number;
-  device_id: number;
-  /** The registered kind of the device (not stored per reading; carried into the latest state). */
-  kind: DeviceKind;
-  /** Reading time, integer epoch microseconds: what `timestamptz` stores. */
-  ts_us: number;
-  /** When hashwatt received it, epoch milliseconds (kept in the latest state, not per reading). */
-  received_ms: number;
-  /** Extra metrics by `readings_extra` column, when the reading carries any. */
-  extras?: ExtraValues;
-}
+export type { ReadingColumns, ReadingRecord } from './reading-columns.ts';
 
 export interface WriteResult {
   /**
@@ -213,11 +206,37 @@ function unnestRows(
   extra: RawBuilder<unknown>[] = [],
   extraNames = '',
 ) {
-  const k = keyArrays(rows);
-  const columns = table.columns.map((c, i) => sql`${columnArray(rows, i, c.type)}::${sql.raw(c.type)}[]`);
+  const columns = table.columns.map((c, i) => columnArray(rows, i, c.type));
+  return unnestOf(table, keyArrays(rows), columns, extra, extraNames);
+}
+
+/** unnest() of key arrays and one array parameter per column of `table`. */
+function unnestOf(
+  table: WideTable,
+  k: { site: Buffer; device: Buffer; ts: Buffer },
+  columns: readonly (Buffer | string | null)[],
+  extra: RawBuilder<unknown>[] = [],
+  extraNames = '',
+) {
+  const typed = table.columns.map((c, i) => sql`${columns[i]}::${sql.raw(c.type)}[]`);
   const names = table.columns.map((_, i) => `c${i}`).join(', ');
-  return sql`unnest(${k.site}::int[], ${k.device}::int[], ${k.ts}::timestamptz[], ${sql.join([...columns, ...extra])})
+  return sql`unnest(${k.site}::int[], ${k.device}::int[], ${k.ts}::timestamptz[], ${sql.join([...typed, ...extra])})
     AS u(s, d, t, ${sql.raw(names)}${sql.raw(extraNames)})`;
+}
+
+/** INSERT … ON CONFLICT DO NOTHING of one table's rows from their unnest(); how many went in. */
+async function insertRows(
+  trx: Kysely<Database>,
+  table: WideTable,
+  unnest: RawBuilder<unknown>,
+): Promise<number> {
+  const columnList = sql.raw(table.columns.map((c) => c.name).join(', '));
+  const valueList = sql.raw(table.columns.map((_, i) => `c${i}`).join(', '));
+  const result = await sql`
+    INSERT INTO ${sql.table(table.name)} (site_id, device_id, ts, ${columnList})
+    SELECT s, d, t, ${valueList} FROM ${unnest}
+    ON CONFLICT DO NOTHING`.execute(trx);
+  return Number(result.numAffectedRows ?? 0n);
 }
 
 /**
@@ -237,18 +256,87 @@ async function writeWide(
 ): Promise<void> {
   const rows = mergeRows(table, records, duplicateSamples);
   if (rows.length === 0) return;
-  const columnList = sql.raw(table.columns.map((c) => c.name).join(', '));
-  const valueList = sql.raw(table.columns.map((_, i) => `c${i}`).join(', '));
-  const result = await sql`
-    INSERT INTO ${sql.table(table.name)} (site_id, device_id, ts, ${columnList})
-    SELECT s, d, t, ${valueList} FROM ${unnestRows(table, rows)}
-    ON CONFLICT DO NOTHING`.execute(trx);
-  if (Number(result.numAffectedRows ?? 0n) === rows.length) return;
+  if ((await insertRows(trx, table, unnestRows(table, rows))) === rows.length) return;
+  await fillInAll(trx, table, rows, duplicateSamples);
+}
+
+/** The fill-in of rows the insert found already stored, until none changed under it. */
+async function fillInAll(
+  trx: Kysely<Database>,
+  table: WideTable,
+  rows: readonly WideRow[],
+  duplicateSamples: Uint32Array,
+): Promise<void> {
   let pending: readonly WideRow[] = rows;
   for (let attempt = 0; pending.length > 0; attempt++) {
     if (attempt === 5) throw new Error(`${table.name}: rows kept changing under the fill-in`);
     pending = await fillIn(trx, table, pending, duplicateSamples);
   }
+}
+
+/** Row `i`'s values in CORE_TABLE's column order (NaN and status 0 as undefined). */
+function coreValues(cols: ReadingColumns, i: number): Value[] {
+  const values = new Array<Value>(NUMERIC_METRICS.length + 1);
+  for (let m = 0; m < NUMERIC_METRICS.length; m++) {
+    const v = cols.metrics[m]![i]!;
+    values[m] = Number.isNaN(v) ? undefined : v;
+  }
+  values[NUMERIC_METRICS.length] = cols.status[i]! > 0 ? DEVICE_STATUSES[cols.status[i]! - 1] : undefined;
+  return values;
+}
+
+/**
+ * writeWide for `readings` straight from columns, with no object per row: the batch's rows with a
+ * core value, in key order, sent as binary arrays. Two rows of one key (a Prometheus batch from
+ * several shards) need merging first: that rare batch takes writeWide's path on records.
+ */
+async function writeCoreColumns(
+  trx: Kysely<Database>,
+  cols: ReadingColumns,
+  duplicateSamples: Uint32Array,
+): Promise<void> {
+  const order: number[] = [];
+  for (let i = 0; i < cols.length; i++) if (hasCoreValues(cols, i)) order.push(i);
+  if (order.length === 0) return;
+  const { siteId, tsUs, deviceId } = cols;
+  order.sort(
+    (a, b) => siteId[a]! - siteId[b]! || tsUs[a]! - tsUs[b]! || deviceId[a]! - deviceId[b]! || a - b,
+  );
+  for (let k = 1; k < order.length; k++) {
+    const a = order[k - 1]!;
+    const b = order[k]!;
+    if (siteId[a] === siteId[b] && tsUs[a] === tsUs[b] && deviceId[a] === deviceId[b])
+      return writeWide(trx, CORE_TABLE, recordsOf(cols), duplicateSamples);
+  }
+  const n = order.length;
+  const site = new Int32Array(n);
+  const device = new Int32Array(n);
+  const ts = new Float64Array(n);
+  const status = new Array<string | undefined>(n);
+  for (let k = 0; k < n; k++) {
+    const i = order[k]!;
+    site[k] = siteId[i]!;
+    device[k] = deviceId[i]!;
+    ts[k] = tsUs[i]!;
+    status[k] = cols.status[i]! > 0 ? DEVICE_STATUSES[cols.status[i]! - 1] : undefined;
+  }
+  const values = new Float64Array(n);
+  const columns: (Buffer | string | null)[] = CORE_TABLE.columns.map((c, m) => {
+    if (c.type === 'device_status') return arrayLiteral(status);
+    const metric = cols.metrics[m]!;
+    for (let k = 0; k < n; k++) values[k] = metric[order[k]!]!;
+    return floatColumn(values, c.type === 'real' ? 'float4' : 'float8');
+  });
+  const keys = { site: int4Array(site), device: int4Array(device), ts: timestamptzArray(ts) };
+  if ((await insertRows(trx, CORE_TABLE, unnestOf(CORE_TABLE, keys, columns))) === n) return;
+  const rows: WideRow[] = order.map((i) => ({
+    site_id: siteId[i]!,
+    device_id: deviceId[i]!,
+    ts_us: tsUs[i]!,
+    values: coreValues(cols, i),
+    owner: i,
+  }));
+  await fillInAll(trx, CORE_TABLE, rows, duplicateSamples);
 }
 
 /** One round of the fill-in; returns the rows a concurrent writer changed meanwhile, to read again. */
@@ -328,105 +416,19 @@ export async function insertReadings(
   trx: Kysely<Database>,
   records: readonly ReadingRecord[],
 ): Promise<WriteResult> {
-  const duplicateSamples = new Uint32Array(records.length);
-  if (records.length === 0) return { duplicateSamples };
-  await writeWide(trx, CORE_TABLE, records, duplicateSamples);
-  let extras = false;
-  for (let i = 0; i < records.length && !extras; i++) extras = records[i]!.extras !== undefined;
-  if (extras) await writeWide(trx, EXTRA_TABLE, records, duplicateSamples);
+  return insertColumns(trx, columnsOf(records));
+}
+
+/** insertReadings for readings in columns (the service's own path). */
+export async function insertColumns(trx: Kysely<Database>, cols: ReadingColumns): Promise<WriteResult> {
+  const duplicateSamples = new Uint32Array(cols.length);
+  if (cols.length === 0) return { duplicateSamples };
+  await writeCoreColumns(trx, cols, duplicateSamples);
+  if (cols.extras) await writeWide(trx, EXTRA_TABLE, recordsOf(cols), duplicateSamples);
   // The rollup job's marks commit with the readings (docs/rollups.md): a late reading marks its
   // own minute, so the rollup of any bucket it lands in is rebuilt, whenever it arrives.
-  await insertMarks(trx, minuteMarks(records));
+  await insertMarks(trx, minuteMarks(cols.siteId, cols.tsUs));
   return { duplicateSamples };
-}
-
-/**
- * Devices' latest state in columns, one row per device, sorted by device id: what the latest-state
- * writer keeps per device (src/ingest/latest-state.ts) and writes without building an object per
- * row. NaN marks an absent metric; `kind` and `status` are indexes into DEVICE_KINDS and
- * DEVICE_STATUSES (status + 1, 0 when absent).
- */
-export interface LatestRows {
-  readonly length: number;
-  readonly siteId: Int32Array;
-  readonly deviceId: Int32Array;
-  readonly kind: Uint8Array;
-  readonly tsUs: Float64Array;
-  readonly receivedMs: Float64Array;
-  /** One column per NUMERIC_METRICS entry, in that order. */
-  readonly metrics: readonly Float64Array[];
-  readonly status: Uint8Array;
-}
-
-const KIND_INDEX = new Map<DeviceKind, number>(DEVICE_KINDS.map((k, i) => [k, i]));
-const STATUS_INDEX = new Map<DeviceStatus, number>(DEVICE_STATUSES.map((s, i) => [s, i + 1]));
-
-/** Columns for `length` rows, every metric absent. */
-export function allocLatestRows(length: number): LatestRows {
-  return {
-    length,
-    siteId: new Int32Array(length),
-    deviceId: new Int32Array(length),
-    kind: new Uint8Array(length),
-    tsUs: new Float64Array(length),
-    receivedMs: new Float64Array(length),
-    metrics: NUMERIC_METRICS.map(() => new Float64Array(length).fill(Number.NaN)),
-    status: new Uint8Array(length),
-  };
-}
-
-/** Copies one record into row `i` (every column; absent metrics as NaN). */
-export function setLatestRow(rows: LatestRows, i: number, r: ReadingRecord): void {
-  rows.siteId[i] = r.site_id;
-  rows.deviceId[i] = r.device_id;
-  rows.kind[i] = KIND_INDEX.get(r.kind)!;
-  rows.tsUs[i] = r.ts_us;
-  rows.receivedMs[i] = r.received_ms;
-  for (let m = 0; m < NUMERIC_METRICS.length; m++) rows.metrics[m]![i] = r[NUMERIC_METRICS[m]!] ?? Number.NaN;
-  rows.status[i] = r.status ? STATUS_INDEX.get(r.status)! : 0;
-}
-
-/** Index of a status in LatestRows.status (0: absent). */
-export function statusIndex(status: DeviceStatus | null | undefined): number {
-  return status ? STATUS_INDEX.get(status)! : 0;
-}
-
-/** Index of a kind in LatestRows.kind. */
-export function kindIndex(kind: DeviceKind): number {
-  return KIND_INDEX.get(kind)!;
-}
-
-/** Row `i` as a record, absent metrics left out. */
-export function latestRecordOf(rows: LatestRows, i: number): ReadingRecord {
-  const record: ReadingRecord = {
-    site_id: rows.siteId[i]!,
-    device_id: rows.deviceId[i]!,
-    kind: DEVICE_KINDS[rows.kind[i]!]!,
-    ts_us: rows.tsUs[i]!,
-    received_ms: rows.receivedMs[i]!,
-  };
-  for (let m = 0; m < NUMERIC_METRICS.length; m++) {
-    const v = rows.metrics[m]![i]!;
-    if (!Number.isNaN(v)) record[NUMERIC_METRICS[m]!] = v;
-  }
-  if (rows.status[i]! > 0) record.status = DEVICE_STATUSES[rows.status[i]! - 1]!;
-  return record;
-}
-
-/** The rows at `indexes` (ascending), as new columns. */
-export function pickLatestRows(rows: LatestRows, indexes: ArrayLike<number>): LatestRows {
-  const out = allocLatestRows(indexes.length);
-  for (let k = 0; k < indexes.length; k++) {
-    const i = indexes[k]!;
-    out.siteId[k] = rows.siteId[i]!;
-    out.deviceId[k] = rows.deviceId[i]!;
-    out.kind[k] = rows.kind[i]!;
-    out.tsUs[k] = rows.tsUs[i]!;
-    out.receivedMs[k] = rows.receivedMs[i]!;
-    for (let m = 0; m < rows.metrics.length; m++) out.metrics[m]![k] = rows.metrics[m]![i]!;
-    out.status[k] = rows.status[i]!;
-  }
-  return out;
 }
 
 /**
@@ -437,10 +439,7 @@ export async function updateDeviceLatest(
   db: Kysely<Database>,
   latest: readonly ReadingRecord[],
 ): Promise<{ dropped: number[] }> {
-  const sorted = [...latest].sort((x, y) => x.device_id - y.device_id);
-  const rows = allocLatestRows(sorted.length);
-  for (let i = 0; i < sorted.length; i++) setLatestRow(rows, i, sorted[i]!);
-  return writeLatestRows(db, rows);
+  return writeLatestRows(db, columnsOf([...latest].sort((x, y) => x.device_id - y.device_id)));
 }
 
 /**
@@ -451,10 +450,10 @@ export async function updateDeviceLatest(
  */
 export async function writeLatestRows(
   db: Kysely<Database>,
-  rows: LatestRows,
+  rows: ReadingColumns,
 ): Promise<{ dropped: number[] }> {
   if (rows.length === 0) return { dropped: [] };
-  const write = (part: LatestRows) =>
+  const write = (part: ReadingColumns) =>
     inTransaction(db, async (trx) => {
       // Site rows first, as writeReadings and the purge take them: the upsert locks device_latest
       // rows and key-shares devices rows, the purge's cascade the other way round, so without this
@@ -467,7 +466,7 @@ export async function writeLatestRows(
       const keep: number[] = [];
       const dropped: number[] = [];
       for (let i = 0; i < part.length; i++) (gone.has(part.siteId[i]!) ? dropped : keep).push(i);
-      await upsertDeviceLatest(trx, pickLatestRows(part, keep));
+      await upsertDeviceLatest(trx, pickRows(part, keep));
       return dropped.map((i) => part.deviceId[i]!);
     });
   try {
@@ -481,12 +480,12 @@ export async function writeLatestRows(
     const keep: number[] = [];
     const dropped: number[] = [];
     for (let i = 0; i < rows.length; i++) (live.has(rows.deviceId[i]!) ? keep : dropped).push(i);
-    const more = await write(pickLatestRows(rows, keep));
+    const more = await write(pickRows(rows, keep));
     return { dropped: [...dropped.map((i) => rows.deviceId[i]!), ...more] };
   }
 }
 
-async function upsertDeviceLatest(db: Kysely<Database>, rows: LatestRows): Promise<void> {
+async function upsertDeviceLatest(db: Kysely<Database>, rows: ReadingColumns): Promise<void> {
   if (rows.length === 0) return;
   const columns = CORE_TABLE.columns;
   const metricArrays = NUMERIC_METRICS.map(
@@ -544,16 +543,6 @@ const NO_SITES: ReadonlySet<number> = new Set();
  * purge finds no row. Writers' key-share locks do not conflict with each other, nor with the
  * row's ordinary updates (FOR NO KEY UPDATE), so the cost is one indexed lookup per transaction.
  */
-async function lockSites(
-  trx: Kysely<Database>,
-  records: readonly ReadingRecord[],
-): Promise<ReadonlySet<number>> {
-  const ids = new Int32Array(records.length);
-  for (let i = 0; i < records.length; i++) ids[i] = records[i]!.site_id;
-  return lockSiteIds(trx, ids);
-}
-
-/** lockSites for a column of site ids. */
 async function lockSiteIds(trx: Kysely<Database>, siteIds: ArrayLike<number>): Promise<ReadonlySet<number>> {
   const wanted = new Set<number>();
   for (let i = 0; i < siteIds.length; i++) wanted.add(siteIds[i]!);
@@ -579,16 +568,20 @@ export async function writeReadings(
   db: Kysely<Database>,
   records: readonly ReadingRecord[],
 ): Promise<GuardedWriteResult> {
-  if (records.length === 0) return { duplicateSamples: new Uint32Array(0), goneSites: NO_SITES };
+  return writeColumns(db, columnsOf(records));
+}
+
+/** writeReadings for readings in columns (the service's own path). */
+export async function writeColumns(db: Kysely<Database>, cols: ReadingColumns): Promise<GuardedWriteResult> {
+  if (cols.length === 0) return { duplicateSamples: new Uint32Array(0), goneSites: NO_SITES };
   return inTransaction(db, async (trx) => {
-    const goneSites = await lockSites(trx, records);
-    if (goneSites.size === 0) return { ...(await insertReadings(trx, records)), goneSites };
-    const live = records.filter((r) => !goneSites.has(r.site_id));
-    const stored = await insertReadings(trx, live);
-    const duplicateSamples = new Uint32Array(records.length);
-    for (let i = 0, k = 0; i < records.length; i++) {
-      if (!goneSites.has(records[i]!.site_id)) duplicateSamples[i] = stored.duplicateSamples[k++]!;
-    }
+    const goneSites = await lockSiteIds(trx, cols.siteId);
+    if (goneSites.size === 0) return { ...(await insertColumns(trx, cols)), goneSites };
+    const live: number[] = [];
+    for (let i = 0; i < cols.length; i++) if (!goneSites.has(cols.siteId[i]!)) live.push(i);
+    const stored = await insertColumns(trx, pickRows(cols, live));
+    const duplicateSamples = new Uint32Array(cols.length);
+    for (let k = 0; k < live.length; k++) duplicateSamples[live[k]!] = stored.duplicateSamples[k]!;
     return { duplicateSamples, goneSites };
   });
 }
