@@ -297,7 +297,10 @@ export async function rampTransport(
   };
   let unclean: number | undefined;
   for (let rate = plan.firstRate; rate <= plan.maxRate; rate *= plan.growth) {
-    const w = await step(rate);
+    // A step is unclean only if it is twice: on a shared machine one window can catch another
+    // process's burst, and a ramp that stopped there reported a fraction of the service's rate.
+    let w = await step(rate);
+    if (!isClean(w)) w = await step(rate);
     if (!isClean(w)) {
       unclean = rate;
       break;

@@ -14,23 +14,25 @@
 // The job builds a minute once it has closed (plus 5 s of grace): its work for a round's readings
 // comes up to ~75 s after them, in one burst per minute, and the run that does it starts at the
 // job's own 10 s tick. Left alone, B's job would build B's readings during A's rounds, and a short
-// window would hold a build or not by chance. So the benchmark holds the job's lease (the advisory
-// lock of src/rollups/job.ts) on B's database outside B's windows, and places each B window (full
-// run): it begins half a second before one of the job's ticks (read from its lease session in
-// pg_stat_activity), once every minute of B's previous round has closed, and ends before any minute
-// of its own closes. The job, released at the window's start, then builds exactly the readings of
-// B's previous round (the first B window: the probe's, a round of the same length) while B ingests:
-// one round's worth of the job's work inside every B window, with the real job and statements; only
-// the timing of its runs is set. Hours close once an hour: a window that crossed one also built
-// every site-hour of B's readings so far (`hours_built`). Should the job build less than its
-// backlog (it paces itself while ingest's write queue is filling), what it left shows per round in
-// `unbuilt_before_round_s`: a ratio near 1 then means the job fell behind, not that it is free.
+// window would hold a build or not by chance. So the benchmark holds the service's job lease (the
+// advisory lock of src/service.ts, which alerting, the fleet aggregate and retention share with the
+// rollups) on B's database outside B's windows, and places each B window (full run): it begins once
+// every minute of B's previous round has closed, and ends before any minute of its own closes. The
+// job, released at the window's start, takes the lease at its next check and builds exactly the
+// readings of B's previous round (the first B window: the probe's, a round of the same length) at
+// its next tick, within 10 s, while B ingests: one round's worth of the job's work inside every B
+// window, with the real job and statements. (Until the lease was shared, the window began on the
+// job's tick, read from its own lease session; the shared session's last query is any job's.) Hours
+// close once an hour: a window that crossed one also built every site-hour of B's readings so far
+// (`hours_built`). Should the job build less than its backlog (it paces itself while ingest's write
+// queue is filling), what it left shows per round in `unbuilt_before_round_s`: a ratio near 1 then
+// means the job fell behind, not that it is free.
 //
 // Used by bench/index.ts (`npm run bench`); standalone it writes bench/results/rollup-ingest.json.
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
-import { ROLLUP_LOCK } from '../src/rollups/job.ts';
+import { ALERT_LOCK } from '../src/alerting/leader.ts';
 import {
   ADMIN_TOKEN,
   type BenchService,
@@ -61,7 +63,7 @@ export interface RollupIngestPlan {
   windowS: number;
   /** Rounds per variant. */
   rounds: number;
-  /** Place B's windows on the job's ticks and minutes (above); off, the quick run is a smoke check only. */
+  /** Place B's windows after B's closed minutes (above); off, the quick run is a smoke check only. */
   align: boolean;
 }
 
@@ -196,7 +198,9 @@ async function settleDatabase(v: Variant): Promise<void> {
   }
 }
 
-const LOCK_ARGS = [ROLLUP_LOCK.classId, ROLLUP_LOCK.objId];
+/** The service's job lease: the alert lock elects the replica that runs every background job (src/service.ts). */
+const JOB_LOCK = ALERT_LOCK;
+const LOCK_ARGS = [JOB_LOCK.classId, JOB_LOCK.objId];
 
 /** B's job may run: the benchmark lets go of its lease; the job takes it at its next run (≤ 10 s). */
 async function releaseJob(v: Variant): Promise<void> {
@@ -209,7 +213,7 @@ async function releaseJob(v: Variant): Promise<void> {
  */
 async function holdJob(v: Variant): Promise<void> {
   await v.monitor.query(
-    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'hashwatt-rollups'`,
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'hashwatt-jobs'`,
     [v.database],
   );
   await v.monitor.query(`SET statement_timeout = '15s'`);
@@ -237,11 +241,10 @@ async function startVariant(name: Variant['name']): Promise<Variant> {
   return { name, database, service, monitor };
 }
 
-/** measureWindow's settle before it measures (bench/ingest.ts), for placing B's window on a tick. */
+/** measureWindow's settle before it measures (bench/ingest.ts), for placing B's window. */
 const settleSOf = (seconds: number) => Math.min(3, Math.max(1, Math.floor(seconds / 4)));
 const MINUTE_MS = 60_000;
-/** The job's interval (default) and its grace for a closing minute (src/rollups/job.ts). */
-const JOB_INTERVAL_MS = 10_000;
+/** The job's grace for a closing minute (src/rollups/job.ts). */
 const JOB_GRACE_MS = 5_000;
 
 /** One measured round of a variant at `rate`; B's job runs in the window when `release`. */
@@ -342,35 +345,15 @@ async function round(
   return r;
 }
 
-/** When B's job last ran its lease check (epoch ms): every tick does, leader or not. */
-async function lastTickMs(v: Variant): Promise<number> {
-  for (let i = 0; i < 30; i++) {
-    const { rows } = await v.monitor.query<{ t: number | null }>(
-      `SELECT (extract(epoch FROM max(query_start)) * 1000)::float8 AS t FROM pg_stat_activity
-       WHERE datname = $1 AND application_name = 'hashwatt-rollups'`,
-      [v.database],
-    );
-    if (rows[0]?.t) return rows[0].t;
-    // Its session was just ended (holdJob): the job opens a new one at its next tick.
-    await sleep(500);
-  }
-  throw new Error(`no lease session of the rollup job on ${v.database}`);
-}
-
 /**
- * The start of B's next round: its load starts so that the window begins half a second before one
- * of the job's ticks, once every minute of B's readings up to `backlogEndMs` has closed, and the
- * window (with a few seconds for the job's last transaction) ends before its own first minute closes.
+ * The start of B's next round: its load starts so that the window begins once every minute of B's
+ * readings up to `backlogEndMs` has closed, and the window (with a few seconds for the job's last
+ * transaction) ends before its own first minute closes.
  */
-async function nextSlot(v: Variant, windowS: number, backlogEndMs: number): Promise<number> {
+function nextSlot(windowS: number, backlogEndMs: number): number {
   const settleMs = settleSOf(windowS) * 1000;
   const closedAt = Math.floor(backlogEndMs / MINUTE_MS) * MINUTE_MS + MINUTE_MS + JOB_GRACE_MS;
-  const last = await lastTickMs(v);
-  // A tick comes JOB_INTERVAL_MS after the previous run ended; a non-leader's run is a few ms.
-  const period = JOB_INTERVAL_MS + 3;
-  for (let tick = last + period; ; tick += period) {
-    const start = tick - settleMs - 500;
-    if (start < Date.now() + 500 || tick < closedAt + 250) continue;
+  for (let start = Math.max(Date.now() + 500, closedAt + 250 - settleMs); ; start += 250) {
     const ownClose = Math.ceil((start + 1) / MINUTE_MS) * MINUTE_MS + JOB_GRACE_MS;
     if (start + settleMs + windowS * 1000 + 3_000 < ownClose) return start;
   }
@@ -396,7 +379,7 @@ export async function measureRollupIngest(
     const rounds: RoundResult[] = [];
     for (let i = 0; i < plan.rounds; i++) {
       rounds.push(await round(off, variants, rate, plan.windowS, false));
-      if (plan.align) await sleep(Math.max(0, (await nextSlot(on, plan.windowS, backlogEndMs)) - Date.now()));
+      if (plan.align) await sleep(Math.max(0, nextSlot(plan.windowS, backlogEndMs) - Date.now()));
       rounds.push(await round(on, variants, rate, plan.windowS, true));
       backlogEndMs = Date.now();
     }
@@ -479,8 +462,8 @@ export function formatRollupIngest(r: RollupIngestResult): string[] {
           : '') +
       `Every round offered ${n0(r.offered_per_s)}/s, past what the service stores (a first round on B, job held, stored ${n0(r.probe_stored_per_s)}/s)${unsaturated ? `; **${unsaturated} round(s) not saturated**` : ''}. ` +
       (r.plan.align
-        ? "Each B window starts on the job's tick with B's previous round closed and waiting, so the job's work for it falls in the window unless the job paces itself (the benchmark holds the job's lease between B's windows: bench/rollup-ingest.ts)."
-        : "Quick: B's windows are not placed on the job's ticks, so the job may build nothing in them; a smoke check only."),
+        ? "Each B window starts with B's previous round closed and waiting and the job's lease released, so the job's work for it falls in the window unless the job paces itself (the benchmark holds the service's job lease between B's windows: bench/rollup-ingest.ts)."
+        : "Quick: B's windows are not placed after B's closed minutes, so the job may build nothing in them; a smoke check only."),
   ];
 }
 

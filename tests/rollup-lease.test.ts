@@ -85,3 +85,85 @@ describe('the rollup lease on postgres', () => {
     expect(rows[0]!.n).toBe(2);
   }, 60_000);
 });
+
+describe('the rollup job under saturated ingest', () => {
+  let testDb: TestDatabase;
+  let storage: Storage;
+  const held = { check: async () => true, fence: undefined, release: async () => {} };
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase('pglite');
+    storage = await testDb.open();
+    await ensurePartitions(storage.db, Date.now(), { retentionDays: 2, aheadDays: 1 });
+  }, 60_000);
+
+  afterAll(async () => {
+    await storage?.close();
+    await testDb?.dispose();
+  });
+
+  const pendingMinutes = async () =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM rollup_dirty`.execute(storage.db)).rows[0]!.n;
+  const builtMinutes = async (siteId: number) =>
+    (
+      await sql<{
+        n: number;
+      }>`SELECT count(*)::int AS n FROM rollup_site_1m WHERE site_id = ${siteId}`.execute(storage.db)
+    ).rows[0]!.n;
+
+  it('keeps the last minutes current, and builds only a backlog paced', async () => {
+    const site = await insertSite(storage, 'saturated', [['a1', 'asic']]);
+    const minute = Math.floor(Date.now() / 60_000) * 60_000;
+    // A backlog: ten minutes from half an hour ago, each its own transaction's worth.
+    await writeReadings(
+      storage.db,
+      Array.from({ length: 10 }, (_, m) =>
+        site.record('a1', minute - (30 - m) * 60_000, { power_w: 100 + m }),
+      ),
+    );
+    const job = new RollupJob({
+      storage,
+      logger: silentLogger,
+      lease: held,
+      intervalMs: 3_600_000,
+      graceMs: 0,
+      ingestBusy: () => true,
+      busyBudgetReadings: 1,
+    });
+    job.start();
+    try {
+      // The first run builds one transaction of the backlog and rests: the rest waits.
+      await vi.waitFor(async () => expect(await builtMinutes(site.id)).toBeGreaterThan(0), {
+        timeout: 10_000,
+        interval: 20,
+      });
+      expect(await builtMinutes(site.id)).toBeLessThan(10);
+      expect(await pendingMinutes()).toBeGreaterThan(0);
+    } finally {
+      await job.stop();
+    }
+    // Current work only: the previous two minutes, built in one run whatever ingest is doing.
+    await sql`DELETE FROM rollup_dirty`.execute(storage.db);
+    await writeReadings(storage.db, [
+      site.record('a1', minute - 120_000, { power_w: 1 }),
+      site.record('a1', minute - 60_000, { power_w: 2 }),
+    ]);
+    const before = await builtMinutes(site.id);
+    const current = new RollupJob({
+      storage,
+      logger: silentLogger,
+      lease: held,
+      intervalMs: 3_600_000,
+      graceMs: 0,
+      ingestBusy: () => true,
+      busyBudgetReadings: 1,
+    });
+    current.start();
+    try {
+      await vi.waitFor(async () => expect(await pendingMinutes()).toBe(0), { timeout: 10_000, interval: 20 });
+      expect(await builtMinutes(site.id)).toBe(before + 2);
+    } finally {
+      await current.stop();
+    }
+  }, 60_000);
+});

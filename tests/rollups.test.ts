@@ -292,8 +292,7 @@ describe.each(BACKENDS)('rollup tiers on %s', (backend) => {
     }
   }
 
-  async function checkDevices(stage: string) {
-    const site = sites.metered!;
+  async function checkDevices(stage: string, site = sites.metered!) {
     for (const device of ['a1', 'g1', 'm1']) {
       for (const stepS of [3600, 7200]) {
         for (const agg of AGGS) {
@@ -435,6 +434,8 @@ describe.each(BACKENDS)('rollup tiers on %s', (backend) => {
     expect(await count('rollup_site_1h')).toBe(3 * 3 + 2);
     expect(await count('rollup_device_1h')).toBe(7 * 3 + 4 * 3 + 7 * 3 + 2);
     expect(await count('rollup_dirty')).toBe(0);
+    // Every hour is built, so no staged device-minute is left.
+    expect(await count('rollup_device_1m_staged')).toBe(0);
     await checkSites('tiers');
     await checkDevices('tiers');
     await checkEnergy('tiers');
@@ -467,6 +468,60 @@ describe.each(BACKENDS)('rollup tiers on %s', (backend) => {
       9,
     );
     await checkSites('late', [60, 3600]);
+  }, 120_000);
+
+  it('a minute rebuilt before its hour is built replaces its staged devices', async () => {
+    const devices: [string, DeviceKind][] = [
+      ['m1', 'meter'],
+      ['a1', 'asic'],
+      ['a2', 'asic'],
+      ['g1', 'gpu'],
+    ];
+    const samples = samplesOf(devices);
+    const inserted = await insertSite(storage, 'staged', devices, { capacityW: CAPACITY_W });
+    const site: TestSite = { ...inserted, meters: 1, samples };
+    await write(site, samples);
+    // The job runs at 01:30: the first hour is built, the second waits with 30 minutes staged.
+    while ((await rollupStep(storage.db, T0 + 90 * MIN, 200)).more);
+    const staged = async () =>
+      (
+        await sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM rollup_device_1m_staged WHERE site_id = ${site.id}`.execute(
+          storage.db,
+        )
+      ).rows[0]!.n;
+    expect(await staged()).toBeGreaterThan(0);
+    // A late reading in a staged minute of the waiting hour, the device's new extreme and last.
+    const late: Sample = {
+      device: 'a2',
+      kind: 'asic',
+      tsMs: T0 + 75 * MIN + 59_999,
+      m: { power_w: 1, hashrate_ths: 1_000, temp_c: 1 },
+    };
+    samples.push(late);
+    await write(site, [late]);
+    await rollUp();
+    expect(await staged()).toBe(0);
+    sites.staged = site;
+    await checkSites('staged', [60, 3600]);
+    await checkDevices('staged', site);
+    for (const device of ['a2', 'g1'])
+      for (const agg of AGGS) {
+        const got = await deviceSeries(storage, site.id, device, q('hashrate_ths', agg, 3600), NOW);
+        const want: [number, number | null][] = [0, 1, 2].map((h) => {
+          const xs = samples
+            .filter(
+              (x) =>
+                x.device === device &&
+                x.tsMs >= T0 + h * HOUR &&
+                x.tsMs < T0 + (h + 1) * HOUR &&
+                x.m.hashrate_ths !== undefined,
+            )
+            .map((x) => ({ t: x.tsMs, v: x.m.hashrate_ths! }));
+          return [T0 + h * HOUR, xs.length ? reduce(agg, xs) : null];
+        });
+        expectClose(got, { points: want, sources: [] }, `staged ${device} hashrate ${agg}`, false);
+      }
   }, 120_000);
 
   it('with the raw rows gone, the tiers alone answer every resolution', async () => {

@@ -58,12 +58,19 @@ export const SITE_HOUR_ENERGY = [
   'unpriced_energy_j',
 ] as const;
 
-/** Device-hour value columns: per core metric min, max, sum, last, n; then the hour's energy. */
-export const DEVICE_COLUMNS: readonly string[] = [
-  ...CORE_METRICS.flatMap((m) => ['min', 'max', 'sum', 'last', 'n'].map((a) => `${m.name}_${a}`)),
-  'energy_j',
-  'power_minutes',
-];
+/** Per core metric min, max, sum, last, n: a device's bucket in a form that merges exactly. */
+const DEVICE_VALUES: readonly string[] = CORE_METRICS.flatMap((m) =>
+  ['min', 'max', 'sum', 'last', 'n'].map((a) => `${m.name}_${a}`),
+);
+
+/** Device-hour value columns: the device's values over the hour, then the hour's energy. */
+export const DEVICE_COLUMNS: readonly string[] = [...DEVICE_VALUES, 'energy_j', 'power_minutes'];
+
+/**
+ * Staged device-minute value columns (rollup_device_1m_staged): what the minute build reduced
+ * each device's minute to, kept until the hour is built from it instead of from raw.
+ */
+export const STAGED_COLUMNS: readonly string[] = DEVICE_VALUES;
 
 /** The SQL type of a rollup column: counts are integers, everything else a double. */
 export function columnType(column: string): 'integer' | 'double precision' {

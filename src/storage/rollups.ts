@@ -12,6 +12,7 @@ import {
   SITE_HOUR_ENERGY,
   SITE_MINUTE_PRICE,
   SITE_ROLLUP_METRICS,
+  STAGED_COLUMNS,
 } from '../rollups/columns.ts';
 import { hoursOf, planHours, planMinutes, type SiteRange } from '../rollups/ranges.ts';
 import type { Database } from './schema.ts';
@@ -94,6 +95,13 @@ export async function rollupWatermark(db: Kysely<Database>, siteId: number): Pro
   return { minuteMs, hourMs: Math.min(hourMark, minuteHour) };
 }
 
+/** The start of the oldest minute waiting to be built, or null (hours waiting for their close not counted). */
+export async function oldestPendingMinuteMs(db: Kysely<Database>): Promise<number | null> {
+  const { rows } = await sql<{ t: number | null }>`
+    SELECT (extract(epoch FROM min(from_ts)) * 1000)::float8 AS t FROM rollup_dirty`.execute(db);
+  return rows[0]?.t ?? null;
+}
+
 /** The oldest mark of the whole log, or null: what retention must not drop raw data past. */
 export async function oldestPendingMs(db: Kysely<Database>): Promise<number | null> {
   const { rows } = await sql<{ t: number | null }>`
@@ -104,43 +112,78 @@ export async function oldestPendingMs(db: Kysely<Database>): Promise<number | nu
 }
 
 // -------------------------------------------------------------------------------------------------
-// Building buckets from raw
+// Building buckets
+
+const EPOCH = "timestamptz 'epoch'";
+const hourOf = (column: string) => `date_bin('1 hour', ${column}, ${EPOCH})`;
 
 /**
- * The raw rows of each (site, from, to) range with the device's kind and minute. The ranges'
- * overall bounds are passed again as plain parameters: without them the planner cannot see how
- * few rows the ranges select and scans the whole partition (10× the cost, docs/rollups.md).
+ * The (site, from, to) ranges as the CTE `k`, and their overall bounds. The bounds are passed again
+ * as plain parameters wherever a table is read by the ranges: without them the planner cannot see
+ * how few rows the ranges select and scans the whole partition (10× the cost, docs/rollups.md).
  */
-function rangesCte(ranges: readonly SiteRange[]): RawBuilder<unknown> {
-  const lo = Math.min(...ranges.map((r) => r.fromMs));
-  const hi = Math.max(...ranges.map((r) => r.toMs));
-  return sql`k AS (
+function rangesOf(ranges: readonly SiteRange[]): { k: RawBuilder<unknown>; lo: Date; hi: Date } {
+  return {
+    k: sql`k AS (
       SELECT site_id, to_timestamp(lo / 1000.0) AS lo, to_timestamp(hi / 1000.0) AS hi
       FROM unnest(${numbers(ranges.map((r) => r.siteId))}::int[], ${numbers(ranges.map((r) => r.fromMs))}::float8[],
-        ${numbers(ranges.map((r) => r.toMs))}::float8[]) AS u(site_id, lo, hi)),
-    s AS (
-      SELECT r.site_id, r.device_id, d.kind, r.ts, date_bin('1 minute', r.ts, timestamptz 'epoch') AS bucket,
+        ${numbers(ranges.map((r) => r.toMs))}::float8[]) AS u(site_id, lo, hi))`,
+    lo: new Date(Math.min(...ranges.map((r) => r.fromMs))),
+    hi: new Date(Math.max(...ranges.map((r) => r.toMs))),
+  };
+}
+
+/**
+ * `dev`: level 1 of the site rule, each device's raw readings in each minute of `k` reduced to
+ * min, max, sum, last and count per metric (avg is sum / count: the same division avg() does, on
+ * the same running sum, so one aggregate less per metric), with the device's kind.
+ */
+function rawDeviceMinutes(lo: Date, hi: Date): RawBuilder<unknown> {
+  return sql`s AS (
+      SELECT r.site_id, r.device_id, r.ts, date_bin('1 minute', r.ts, ${raw(EPOCH)}) AS bucket,
         ${raw(CORE_METRICS.map((m) => `r.${m.name}::float8 AS ${m.name}`).join(', '))}
       FROM k JOIN readings r ON r.site_id = k.site_id AND r.ts >= k.lo AND r.ts < k.hi
-        AND r.ts >= ${new Date(lo)} AND r.ts < ${new Date(hi)}
-      JOIN devices d ON d.id = r.device_id),
+        AND r.ts >= ${lo} AND r.ts < ${hi}),
     -- "last" is the device's latest sample in the minute carrying the metric. Postgres has no
-    -- last(): a window gives each metric's latest time in one sort shared by all metrics.
+    -- last(): a window gives each metric's latest time in one sort shared by all metrics (an
+    -- array max over (time, value) measured no cheaper, docs/rollups.md).
     w AS (
       SELECT s.*, ${raw(CORE_METRICS.map((m) => `max(ts) FILTER (WHERE ${m.name} IS NOT NULL) OVER d AS ${m.name}_at`).join(', '))}
       FROM s WINDOW d AS (PARTITION BY site_id, bucket, device_id)),
-    -- Level 1 of the site rule: each device's samples in the minute reduced by every agg.
+    -- Grouped by exactly the window's keys, so the grouping takes the window's sorted rows as
+    -- they come (with kind as a key it hashed instead, and 180 000 device-minutes spilled to
+    -- disk); the device's kind is then joined once per device-minute, not per reading.
     dev AS (
-      SELECT site_id, bucket, device_id, kind,
+      SELECT g.*, d.kind FROM (
+      SELECT site_id, bucket, device_id,
         ${raw(
           CORE_METRICS.map(
             (m) =>
-              `min(${m.name}) AS ${m.name}_min, max(${m.name}) AS ${m.name}_max, avg(${m.name}) AS ${m.name}_avg,
-          max(${m.name}) FILTER (WHERE ts = ${m.name}_at) AS ${m.name}_last, sum(${m.name}) AS ${m.name}_sum,
-          count(${m.name}) AS ${m.name}_n`,
+              `min(${m.name}) AS ${m.name}_min, max(${m.name}) AS ${m.name}_max, sum(${m.name}) AS ${m.name}_sum,
+          max(${m.name}) FILTER (WHERE ts = ${m.name}_at) AS ${m.name}_last, count(${m.name}) AS ${m.name}_n`,
           ).join(',\n        '),
         )}
-      FROM w GROUP BY site_id, bucket, device_id, kind)`;
+      FROM w GROUP BY site_id, bucket, device_id) g
+      JOIN devices d ON d.id = g.device_id)`;
+}
+
+/** `dev` as the minute build staged it: the same columns (but kind), without reading raw. */
+function stagedDeviceMinutes(lo: Date, hi: Date): RawBuilder<unknown> {
+  return sql`dev AS (
+      SELECT t.site_id, t.bucket, t.device_id, ${raw(STAGED_COLUMNS.map((c) => `t.${c}`).join(', '))}
+      FROM k JOIN rollup_device_1m_staged t ON t.site_id = k.site_id AND t.bucket >= k.lo AND t.bucket < k.hi
+        AND t.bucket >= ${lo} AND t.bucket < ${hi})`;
+}
+
+/** Deletes the staged device-minutes of the ranges (a minute rebuilt, or an hour built). */
+async function deleteStaged(trx: Kysely<Database>, ranges: readonly SiteRange[]): Promise<void> {
+  const { k, lo, hi } = rangesOf(ranges);
+  await sql`
+    WITH ${k}
+    DELETE FROM rollup_device_1m_staged t USING k
+    WHERE t.site_id = k.site_id AND t.bucket >= k.lo AND t.bucket < k.hi AND t.bucket >= ${lo} AND t.bucket < ${hi}`.execute(
+    trx,
+  );
 }
 
 /** Level 2: devices combined per site, power by group (meters apart, PDUs never), the rest by catalog kinds. */
@@ -161,39 +204,83 @@ function siteAggregates(source: string, deviceAvg: (m: string) => string): strin
   return parts.join(',\n      ');
 }
 
-/** Builds (or rebuilds) the site-minute rows of whole minutes of the given ranges from raw. */
+/**
+ * Builds (or rebuilds) the site-minute rows of whole minutes of the given ranges from raw, and
+ * stages each device's minute for its hour (rollup_device_1m_staged), unless the hour is built
+ * already: a built hour's staged minutes are gone, so its rebuild reads raw (buildHours).
+ */
 export async function buildSiteMinutes(trx: Kysely<Database>, ranges: readonly SiteRange[]): Promise<void> {
   if (ranges.length === 0) return;
-  const lo = Math.min(...ranges.map((r) => r.fromMs));
-  const hi = Math.max(...ranges.map((r) => r.toMs));
+  const { k, lo, hi } = rangesOf(ranges);
   const columns = [...SITE_COLUMNS, SITE_MINUTE_PRICE];
+  await deleteStaged(trx, ranges);
   await sql`
-    WITH ${rangesCte(ranges)},
+    WITH ${k}, ${rawDeviceMinutes(lo, hi)},
     -- The pushed price is the mean of the minute's samples, as the raw energy answer reads it.
     price AS (
-      SELECT x.site_id, date_bin('1 minute', x.ts, timestamptz 'epoch') AS bucket, avg(x.power_price_per_mwh) AS price
+      SELECT x.site_id, date_bin('1 minute', x.ts, ${raw(EPOCH)}) AS bucket, avg(x.power_price_per_mwh) AS price
       FROM k JOIN readings_extra x ON x.site_id = k.site_id AND x.ts >= k.lo AND x.ts < k.hi
-        AND x.ts >= ${new Date(lo)} AND x.ts < ${new Date(hi)}
+        AND x.ts >= ${lo} AND x.ts < ${hi}
       WHERE x.power_price_per_mwh IS NOT NULL
       GROUP BY 1, 2),
+    built AS (
+      SELECT h.site_id, h.bucket
+      FROM k JOIN rollup_site_1h h ON h.site_id = k.site_id AND h.bucket >= ${raw(hourOf('k.lo'))} AND h.bucket < k.hi
+        AND h.bucket >= ${new Date(Math.floor(lo.getTime() / HOUR_MS) * HOUR_MS)} AND h.bucket < ${hi}),
+    staged AS (
+      INSERT INTO rollup_device_1m_staged (site_id, device_id, bucket, ${raw(STAGED_COLUMNS.join(', '))})
+      SELECT site_id, device_id, bucket, ${raw(STAGED_COLUMNS.join(', '))} FROM dev
+      WHERE NOT EXISTS (SELECT 1 FROM built b WHERE b.site_id = dev.site_id AND b.bucket = ${raw(hourOf('dev.bucket'))})),
     site AS (
-      SELECT dev.site_id, dev.bucket, ${raw(siteAggregates('dev', (m) => `dev.${m}_avg`))}
+      SELECT dev.site_id, dev.bucket, ${raw(siteAggregates('dev', (m) => `dev.${m}_sum / NULLIF(dev.${m}_n, 0)`))}
       FROM dev GROUP BY dev.site_id, dev.bucket)
     INSERT INTO rollup_site_1m (site_id, bucket, ${raw(columns.join(', '))})
     SELECT site.*, price.price FROM site LEFT JOIN price USING (site_id, bucket)
     ON CONFLICT (site_id, bucket) DO UPDATE SET ${raw(upsertSet(columns))}`.execute(trx);
 }
 
+/** Hours per statement: one from raw reads the hour's readings, a few keep its sort small. */
+const RAW_HOURS_PER_STATEMENT = 4;
+/** One staged hour is a row per device-minute: 60 per device, not one per reading. */
+const STAGED_HOURS_PER_STATEMENT = 32;
+
 /**
- * Builds the device-hour and site-hour rows of whole (site, hour) ranges: each device's minutes
- * first (its mean power × 60 s is the minute's energy), then the hour per device (min of mins, max
- * of maxes, Σ sum and count, the last minute's last), then the site from the device rows just
- * written (RETURNING: no re-read), and the hour's energy from its site-minute rows (built first).
+ * Builds the device-hour and site-hour rows of whole (site, hour) ranges, from the hour's staged
+ * device-minutes when the hour has never been built (every minute of it then staged its devices
+ * when it was built), else from raw: a built hour's staged minutes were deleted, and a late reading
+ * re-marks only its own minute. Then the staged minutes of the hours go.
  */
 export async function buildHours(trx: Kysely<Database>, hours: readonly SiteRange[]): Promise<void> {
   if (hours.length === 0) return;
-  const lo = Math.min(...hours.map((r) => r.fromMs));
-  const hi = Math.max(...hours.map((r) => r.toMs));
+  const { k, lo, hi } = rangesOf(hours);
+  const { rows } = await sql<{ site_id: number; b: number }>`
+    WITH ${k}
+    SELECT h.site_id, (extract(epoch FROM h.bucket) * 1000)::float8 AS b
+    FROM k JOIN rollup_site_1h h ON h.site_id = k.site_id AND h.bucket = k.lo AND h.bucket >= ${lo} AND h.bucket < ${hi}`.execute(
+    trx,
+  );
+  const built = new Set(rows.map((r) => `${r.site_id}:${r.b}`));
+  const fromRaw = hours.filter((h) => built.has(`${h.siteId}:${h.fromMs}`));
+  const fromStaged = hours.filter((h) => !built.has(`${h.siteId}:${h.fromMs}`));
+  for (let i = 0; i < fromStaged.length; i += STAGED_HOURS_PER_STATEMENT)
+    await buildHoursFrom(trx, fromStaged.slice(i, i + STAGED_HOURS_PER_STATEMENT), 'staged');
+  for (let i = 0; i < fromRaw.length; i += RAW_HOURS_PER_STATEMENT)
+    await buildHoursFrom(trx, fromRaw.slice(i, i + RAW_HOURS_PER_STATEMENT), 'raw');
+  await deleteStaged(trx, hours);
+}
+
+/**
+ * One statement of buildHours: each device's minutes (its mean power × 60 s is the minute's
+ * energy), then the hour per device (min of mins, max of maxes, Σ sum and count, the last minute's
+ * last), then the site from the device rows just written (RETURNING: no re-read), and the hour's
+ * energy from its site-minute rows (built first).
+ */
+async function buildHoursFrom(
+  trx: Kysely<Database>,
+  hours: readonly SiteRange[],
+  source: 'raw' | 'staged',
+): Promise<void> {
+  const { k, lo, hi } = rangesOf(hours);
   const hourAgg = CORE_METRICS.map(
     (m) => `min(${m.name}_min) AS ${m.name}_min, max(${m.name}_max) AS ${m.name}_max,
       sum(${m.name}_sum) AS ${m.name}_sum,
@@ -208,11 +295,12 @@ export async function buildHours(trx: Kysely<Database>, hours: readonly SiteRang
       ELSE coalesce(m.asic_power_w_avg, 0) + coalesce(m.gpu_power_w_avg, 0) + coalesce(m.other_power_w_avg, 0) END`;
   const hasData = `((${meterTrusted}) OR coalesce(m.asic_power_w_n, 0) + coalesce(m.gpu_power_w_n, 0) + coalesce(m.other_power_w_n, 0) > 0)`;
   await sql`
-    WITH ${rangesCte(hours)},
+    WITH ${k}, ${source === 'raw' ? rawDeviceMinutes(lo, hi) : stagedDeviceMinutes(lo, hi)},
     hourly AS (
-      SELECT site_id, device_id, date_bin('1 hour', bucket, timestamptz 'epoch') AS bucket, ${raw(hourAgg)},
-        sum(power_w_avg * 60) AS energy_j, NULLIF(count(power_w_avg), 0) AS power_minutes
-      FROM dev GROUP BY site_id, device_id, date_bin('1 hour', bucket, timestamptz 'epoch')),
+      SELECT site_id, device_id, ${raw(hourOf('bucket'))} AS bucket, ${raw(hourAgg)},
+        sum(power_w_sum / NULLIF(power_w_n, 0) * 60) AS energy_j,
+        NULLIF(count(*) FILTER (WHERE power_w_n > 0), 0) AS power_minutes
+      FROM dev GROUP BY site_id, device_id, ${raw(hourOf('bucket'))}),
     written AS (
       INSERT INTO rollup_device_1h AS t (site_id, device_id, bucket, ${raw(DEVICE_COLUMNS.join(', '))})
       SELECT site_id, device_id, bucket, ${raw(DEVICE_COLUMNS.join(', '))} FROM hourly
@@ -222,10 +310,10 @@ export async function buildHours(trx: Kysely<Database>, hours: readonly SiteRang
       SELECT site_id, (SELECT count(*) FROM devices d WHERE d.site_id = k.site_id AND d.kind = 'meter') AS n
       FROM k GROUP BY site_id),
     minutes AS (
-      SELECT m.site_id, date_bin('1 hour', m.bucket, timestamptz 'epoch') AS bucket, ${raw(drawn)} AS drawn,
+      SELECT m.site_id, ${raw(hourOf('m.bucket'))} AS bucket, ${raw(drawn)} AS drawn,
         coalesce(m.asic_power_w_avg, 0) AS mining, coalesce(m.gpu_power_w_avg, 0) AS ai, m.${raw(SITE_MINUTE_PRICE)} AS price
       FROM k JOIN rollup_site_1m m ON m.site_id = k.site_id AND m.bucket >= k.lo AND m.bucket < k.hi
-        AND m.bucket >= ${new Date(lo)} AND m.bucket < ${new Date(hi)}
+        AND m.bucket >= ${lo} AND m.bucket < ${hi}
       JOIN mt ON mt.site_id = k.site_id
       WHERE ${raw(hasData)}),
     energy AS (
@@ -256,6 +344,7 @@ export async function deleteSiteRollups(trx: Kysely<Database>, siteId: number): 
     'rollup_device_1h',
     'rollup_dirty',
     'rollup_dirty_hour',
+    'rollup_device_1m_staged',
   ])
     await sql`DELETE FROM ${sql.table(table)} WHERE site_id = ${siteId}`.execute(trx);
 }
@@ -330,8 +419,7 @@ export async function rollupStep(
       closedMs,
       minutes.keep,
     );
-    for (let i = 0; i < hours.build.length; i += HOURS_PER_STATEMENT)
-      await buildHours(trx, hours.build.slice(i, i + HOURS_PER_STATEMENT));
+    await buildHours(trx, hours.build);
     await insertHourMarks(trx, hours.wait);
     const built = minutes.build.reduce((n, r) => n + (r.toMs - r.fromMs) / 60_000, 0);
     return {
@@ -341,6 +429,3 @@ export async function rollupStep(
     };
   });
 }
-
-/** A site-hour statement reads the hour's raw rows; a few per statement keeps each one's sort small. */
-const HOURS_PER_STATEMENT = 4;

@@ -709,6 +709,7 @@ async function leftOf(db: pg.Client, siteId: number): Promise<Record<string, num
     'rollup_site_1h',
     'rollup_device_1h',
     'rollup_dirty',
+    'rollup_device_1m_staged',
     'rollup_dirty_hour',
     'alerts',
   ];
