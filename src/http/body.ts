@@ -225,7 +225,7 @@ async function gunzipToText(
   return { text: pieces.join(''), bytes };
 }
 
-const INFLATE_CHUNK_BYTES = 128 * 1024;
+const INFLATE_CHUNK_BYTES = 64 * 1024;
 
 /**
  * Inflates a gzip body chunk by chunk into `sink`, counting the decoded size against the limit and
