@@ -10,6 +10,11 @@ import type { Rejection } from './reading.ts';
 import { SiteTurns } from './site-turns.ts';
 import type { GroupCommitWriter } from './writer.ts';
 
+/** What a reading's columns take while it waits for its commit (src/storage/reading-columns.ts)... */
+const BYTES_PER_READING = 96;
+/** ...and with its extra metrics as an object beside them. */
+const EXTRA_BYTES_PER_READING = 512;
+
 /** The transports that feed the pipeline; a label on every ingest metric. */
 export type Transport = 'http' | 'ws' | 'remote_write' | 'influx' | 'otlp';
 
@@ -147,7 +152,7 @@ export class IngestPipeline {
     const load = { readings: batch.size, bytes };
     this.#admission.assertShare(site.id, load, this.#queueLimits(), writer.depth);
     const reservation = writer.reserve(batch.size, bytes);
-    const releaseShare = this.#admission.hold(site.id, load);
+    let releaseShare = this.#admission.hold(site.id, load);
     try {
       const nowMs = this.#o.now();
       // Every transport decodes in the site's turn (turn()) and calls this straight after, in the
@@ -156,6 +161,15 @@ export class IngestPipeline {
       // collections, which copied and promoted them (docs/performance.md, "Readings in columns").
       const checked = batch.check({ nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) });
       const { readings, rejected } = await directory.resolve(site.id, checked.valid, nowMs);
+      // From here until the commit the request holds its readings' columns, not its decoded body:
+      // charged at the body's size, a protocol with verbose bodies (remote_write's labels on every
+      // sample) filled its site's share of the queue at a fraction of the rate the writer drains.
+      const heldBytes = readings.length * (readings.extras ? EXTRA_BYTES_PER_READING : BYTES_PER_READING);
+      if (heldBytes < bytes) {
+        writer.shrink(reservation, heldBytes);
+        releaseShare();
+        releaseShare = this.#admission.hold(site.id, { readings: batch.size, bytes: heldBytes });
+      }
       const duplicate = await writer.write(reservation, readings);
       let duplicates = 0;
       let acceptedSamples = 0;

@@ -31,3 +31,29 @@ describe('retryAfterMs', () => {
     expect(retryAfterMs(5_000, 0)).toBe(1_000);
   });
 });
+
+describe('GroupCommitWriter.shrink', () => {
+  it('gives back the bytes a request no longer holds, never more than it reserved', async () => {
+    const { GroupCommitWriter } = await import('./writer.ts');
+    const { silentLogger } = await import('../log.ts');
+    const writer = new GroupCommitWriter({
+      storage: { writeConcurrency: 2 } as never,
+      logger: silentLogger,
+      maxBatchReadings: 5_000,
+      flushDelayMs: 5,
+      queueDelayTargetMs: 1_000,
+      maxQueuedReadings: 100_000,
+      maxQueuedBytes: 1_000_000,
+      ensurePartitions: async () => {},
+    });
+    const reservation = writer.reserve(100, 800_000);
+    writer.shrink(reservation, 9_600);
+    expect(writer.depth.bytes).toBe(9_600);
+    writer.shrink(reservation, 50_000);
+    expect(writer.depth.bytes).toBe(9_600);
+    // The room freed admits what the body's size refused before.
+    expect(() => writer.reserve(100, 900_000)).not.toThrow();
+    writer.release(reservation);
+    expect(writer.depth.bytes).toBe(900_000);
+  });
+});

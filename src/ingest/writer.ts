@@ -46,7 +46,7 @@ export interface WriterOptions {
 /** Room held in the queue for one request, from admission until its readings commit or fail. */
 export interface Reservation {
   readonly readings: number;
-  readonly bytes: number;
+  bytes: number;
   released: boolean;
 }
 
@@ -143,6 +143,13 @@ export class GroupCommitWriter {
     this.#reservedReadings += readings;
     this.#reservedBytes += bytes;
     return { readings, bytes, released: false };
+  }
+
+  /** Lowers the bytes a reservation holds (what it keeps once decoded is smaller than its body). */
+  shrink(reservation: Reservation, bytes: number): void {
+    if (reservation.released || bytes >= reservation.bytes) return;
+    this.#reservedBytes -= reservation.bytes - bytes;
+    reservation.bytes = bytes;
   }
 
   /** Gives back a reservation's room (idempotent). */

@@ -183,17 +183,37 @@ export interface DeviceIdentity {
   model?: string;
 }
 
-/** The slots of one (device, metric, index), by instant in microseconds. */
-export type SeriesSlots = Map<number, Slot>;
+/**
+ * The slots of one (device, metric, index), by instant in microseconds. Most series carry one
+ * instant per request, so the first slot is held inline and a Map is made only for a second: a Map
+ * per series was most of the decoders' garbage (docs/performance.md).
+ */
+export class SeriesSlots {
+  #firstUs = Number.NaN;
+  #first: Slot | undefined;
+  #more: Map<number, Slot> | undefined;
+
+  get(tsUs: number): Slot | undefined {
+    if (tsUs === this.#firstUs) return this.#first;
+    return this.#more?.get(tsUs);
+  }
+
+  set(tsUs: number, slot: Slot): void {
+    if (this.#first === undefined) {
+      this.#firstUs = tsUs;
+      this.#first = slot;
+    } else (this.#more ??= new Map()).set(tsUs, slot);
+  }
+}
 
 /**
  * Collects samples, one per (device, metric, index, instant). A source series looks its slots up
- * once (`slotsFor`), then adds each sample by instant: the per-sample cost is one numeric Map
- * lookup. The output keeps the order in which samples first appeared, so a result is
- * deterministic for a given body.
+ * once (`slotsFor`), then adds each sample by instant. The output keeps the order in which samples
+ * first appeared, so a result is deterministic for a given body.
  */
 export class SampleCollector {
-  private readonly series = new Map<string, SeriesSlots>();
+  /** By device, then by metric (with its index after a NUL): no key string built per series. */
+  private readonly series = new Map<string, Map<string, SeriesSlots>>();
   private readonly order: Slot[] = [];
   private readonly out: ResultBuilder;
 
@@ -202,11 +222,16 @@ export class SampleCollector {
   }
 
   slotsFor(device: string, metric: string, index: string | undefined): SeriesSlots {
-    const key = `${device}\u0000${metric}\u0000${index ?? ''}`;
-    let slots = this.series.get(key);
+    let byMetric = this.series.get(device);
+    if (byMetric === undefined) {
+      byMetric = new Map();
+      this.series.set(device, byMetric);
+    }
+    const key = index === undefined ? metric : `${metric}\u0000${index}`;
+    let slots = byMetric.get(key);
     if (slots === undefined) {
-      slots = new Map();
-      this.series.set(key, slots);
+      slots = new SeriesSlots();
+      byMetric.set(key, slots);
     }
     return slots;
   }
@@ -219,7 +244,8 @@ export class SampleCollector {
     tsUs: number,
     value: number,
     rule: MetricRule,
-    where: string,
+    /** Where the sample came from, for a problem: a function when building it costs (remote_write). */
+    where: string | (() => string),
   ): void {
     const priority = rule.priority ?? 0;
     const slot = slots.get(tsUs);
@@ -252,7 +278,7 @@ export class SampleCollector {
     else if (slot.combine === 'max') slot.sample.value = Math.max(slot.sample.value, value);
     else if (!Object.is(slot.sample.value, value)) {
       this.out.problem(
-        where,
+        typeof where === 'string' ? where : where(),
         'conflicting_series',
         `${metric} of ${identity.device} at ${new Date(slot.sample.tsMs).toISOString()} already has ${slot.sample.value} from another series; ${value} ignored`,
       );

@@ -28,3 +28,24 @@ describe('default mappings', () => {
     expect(new Set(EXTRA_METRICS.map((m) => m.name)).size).toBe(EXTRA_METRICS.length);
   });
 });
+
+describe('SeriesSlots', () => {
+  it('finds the first instant inline and later ones in its map, never one it was not given', async () => {
+    const { SeriesSlots } = await import('./mapping.ts');
+    const slots = new SeriesSlots();
+    const slot = (n: number) => ({
+      sample: { device: 'd', metric: 'power_w', tsMs: n, value: n },
+      priority: 0,
+      combine: undefined,
+      n: 1,
+    });
+    expect(slots.get(1_000)).toBeUndefined();
+    const a = slot(1);
+    const b = slot(2);
+    slots.set(1_000, a);
+    slots.set(2_000, b);
+    expect(slots.get(1_000)).toBe(a);
+    expect(slots.get(2_000)).toBe(b);
+    expect(slots.get(3_000)).toBeUndefined();
+  });
+});

@@ -191,21 +191,56 @@ export class ProtoReader {
   }
 }
 
+/**
+ * Node's native byte-to-string copy for Latin-1 (ASCII is a subset), on any Uint8Array: one
+ * allocation, no view of the bytes. Not in Node's type declarations, hence the cast.
+ */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(start: number, end: number): string })
+  .latin1Slice as (this: Uint8Array, start: number, end: number) => string;
+
+/**
+ * Short ASCII strings seen before, by FNV-1a hash of their bytes. A push request repeats its label
+ * names and most values (metric names, kinds, models, each device's name once per metric) in every
+ * series, so most strings are found here instead of allocated (docs/performance.md).
+ */
+const interned = new Map<number, string>();
+const INTERNED_MAX = 65_536;
+
+function internAscii(buf: Uint8Array, start: number, end: number, hash: number): string {
+  const seen = interned.get(hash);
+  if (seen !== undefined && seen.length === end - start) {
+    let same = true;
+    for (let i = start; i < end; i++) {
+      if (seen.charCodeAt(i - start) !== buf[i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return seen;
+  }
+  const text = latin1Slice.call(buf, start, end);
+  if (interned.size >= INTERNED_MAX) interned.clear();
+  interned.set(hash, text);
+  return text;
+}
+
 function decodeUtf8(buf: Uint8Array, start: number, end: number, reader: ProtoReader): string {
   // Label names and values are nearly always ASCII: building the string directly is several times
   // faster than TextDecoder for such short strings.
+  // One string built from the bytes once they are known to be ASCII: appending a character at a
+  // time allocated a string per character.
   if (end - start <= 64) {
-    let s = '';
     let ascii = true;
+    let hash = 2166136261;
     for (let i = start; i < end; i++) {
       const b = buf[i]!;
       if (b >= 0x80) {
         ascii = false;
         break;
       }
-      s += String.fromCharCode(b);
+      hash = Math.imul(hash ^ b, 16777619);
     }
-    if (ascii) return s;
+    if (ascii) return internAscii(buf, start, end, hash);
   }
   try {
     return utf8.decode(buf.subarray(start, end));

@@ -281,17 +281,18 @@ function mapSeries(
   collector: SampleCollector,
 ): number {
   const name = s.get('__name__');
-  const where = `series ${index}${name === undefined ? '' : ` (${name.slice(0, 128)})`}`;
+  // Built only for a problem: this runs per series, and a request is mostly one-sample series.
+  const where = () => `series ${index}${name === undefined ? '' : ` (${name.slice(0, 128)})`}`;
   if (s.labelProblem !== undefined) {
-    out.problem(where, 'too_many_labels', `series skipped: ${s.labelProblem}`);
+    out.problem(where(), 'too_many_labels', `series skipped: ${s.labelProblem}`);
     return 0;
   }
   if (name === undefined || name === '') {
-    out.problem(where, 'missing_metric_name', 'series has no __name__ label');
+    out.problem(where(), 'missing_metric_name', 'series has no __name__ label');
     return 0;
   }
   if (s.histograms > 0) {
-    out.problem(where, 'unsupported_histogram', `${s.histograms} native histogram samples are not stored`);
+    out.problem(where(), 'unsupported_histogram', `${s.histograms} native histogram samples are not stored`);
   }
   let rules: readonly RemoteWriteRule[];
   let device: CompiledDeviceRule;
@@ -302,7 +303,7 @@ function mapSeries(
   } else if (mapping.own !== undefined && name.startsWith(mapping.own.prefix)) {
     const metric = name.slice(mapping.own.prefix.length);
     if (!isKnownMetricName(metric)) {
-      out.problem(where, 'unknown_metric', `${metric} is not a hashwatt metric name`);
+      out.problem(where(), 'unknown_metric', `${metric} is not a hashwatt metric name`);
       return 0;
     }
     rules = [{ metric, indexFrom: mapping.own.indexFrom }];
@@ -314,7 +315,7 @@ function mapSeries(
   const identity = device.resolve(s.get);
   if ('missing' in identity) {
     out.problem(
-      where,
+      where(),
       identity.invalid ? 'invalid_device' : 'missing_device_label',
       `cannot name the device: ${identity.missing}`,
     );
@@ -334,17 +335,17 @@ function mapSeries(
       }
       const raw = s.sampleValues[i]!;
       if (!Number.isFinite(raw)) {
-        out.problem(where, 'not_finite', `sample ${i} value ${raw} is not a finite number`);
+        out.problem(where(), 'not_finite', `sample ${i} value ${raw} is not a finite number`);
         continue;
       }
       if (isDcgmBlank(rule, raw)) {
-        out.problem(where, 'dcgm_blank', `sample ${i} is DCGM's blank value ${raw} (no reading), filtered`);
+        out.problem(where(), 'dcgm_blank', `sample ${i} is DCGM's blank value ${raw} (no reading), filtered`);
         continue;
       }
       const tsUs = s.sampleTs[i]! * 1000;
       if (!isUsInRange(tsUs)) {
         out.problem(
-          where,
+          where(),
           'timestamp_out_of_range',
           `sample ${i} timestamp ${s.sampleTs[i]} ms is out of range`,
         );
