@@ -202,7 +202,10 @@ export class SeriesSlots {
     if (this.#first === undefined) {
       this.#firstUs = tsUs;
       this.#first = slot;
-    } else (this.#more ??= new Map()).set(tsUs, slot);
+    } else {
+      this.#more ??= new Map();
+      this.#more.set(tsUs, slot);
+    }
   }
 }
 
