@@ -433,75 +433,74 @@ export async function measureBaseline(seconds: number): Promise<{
       `INSERT INTO sites (name, kind, capacity_w, token_hash) VALUES ('baseline', 'mining', 1e9, '\\x00') RETURNING id`,
     );
     const siteId = site[0]!.id;
-    const insert = `INSERT INTO readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c, fan_rpm, status)
+    /** Rows/s of `sql` in BATCH-row statements over both connections for `seconds`, keys from `base`. */
+    const unnestRate = async (
+      sql: string,
+      base: number,
+      params: (r: ReturnType<typeof rows>) => unknown[],
+    ) => {
+      let next = 0;
+      let written = 0;
+      const started = performance.now();
+      const deadline = started + seconds * 1000;
+      const worker = async () => {
+        while (performance.now() < deadline) {
+          const r = rows(next, BATCH, base);
+          next += BATCH;
+          await pool.query(sql, params(r));
+          written += BATCH;
+        }
+      };
+      await Promise.all([worker(), worker()]);
+      return written / ((performance.now() - started) / 1000);
+    };
+    const columns = `INSERT INTO readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c, fan_rpm, status)`;
+    // Keys in the past, apart from the service's (which are near now) and from each other.
+    const unnest = await unnestRate(
+      `${columns}
       SELECT s, d, to_timestamp(t / 1000.0), p, h, e, tc, f, st FROM unnest($1::int[], $2::int[], $3::float8[], $4::float8[],
         $5::float8[], $6::float8[], $7::real[], $8::real[], $9::device_status[]) AS u(s, d, t, p, h, e, tc, f, st)
-      ON CONFLICT DO NOTHING`;
-    // Keys in the past, apart from the service's (which are near now) and from each other.
-    const unnestBase = Date.now() - 6 * 3_600_000;
-    let next = 0;
-    let written = 0;
-    const deadline = performance.now() + seconds * 1000;
-    const worker = async () => {
-      while (performance.now() < deadline) {
-        const r = rows(next, BATCH, unnestBase);
-        next += BATCH;
-        await pool.query(insert, [
-          literal(new Array(BATCH).fill(siteId)),
-          literal(r.d),
-          literal(r.t),
-          literal(r.p),
-          literal(r.h),
-          literal(new Array(BATCH).fill(200)),
-          literal(r.temp),
-          literal(r.fan),
-          literal(new Array(BATCH).fill('ok')),
-        ]);
-        written += BATCH;
-      }
-    };
-    let t0 = performance.now();
-    await Promise.all([worker(), worker()]);
-    const unnest = written / ((performance.now() - t0) / 1000);
-
+      ON CONFLICT DO NOTHING`,
+      Date.now() - 6 * 3_600_000,
+      (r) => [
+        literal(new Array(BATCH).fill(siteId)),
+        literal(r.d),
+        literal(r.t),
+        literal(r.p),
+        literal(r.h),
+        literal(new Array(BATCH).fill(200)),
+        literal(r.temp),
+        literal(r.fan),
+        literal(new Array(BATCH).fill('ok')),
+      ],
+    );
     // The same statement with the numbers as binary arrays (what hashwatt sends since
     // src/storage/binary-arrays.ts): Postgres reads each value's bytes instead of parsing its text.
-    const insertBinary = `INSERT INTO readings (site_id, device_id, ts, power_w, hashrate_ths, expected_hashrate_ths, temp_c, fan_rpm, status)
+    const unnestBinary = await unnestRate(
+      `${columns}
       SELECT s, d, t, p, h, e, tc, f, st FROM unnest($1::int[], $2::int[], $3::timestamptz[], $4::float8[],
         $5::float8[], $6::float8[], $7::real[], $8::real[], $9::device_status[]) AS u(s, d, t, p, h, e, tc, f, st)
-      ON CONFLICT DO NOTHING`;
-    const binaryBase = Date.now() - 9 * 3_600_000;
-    let nextBinary = 0;
-    let writtenBinary = 0;
-    const binaryDeadline = performance.now() + seconds * 1000;
-    const binaryWorker = async () => {
-      while (performance.now() < binaryDeadline) {
-        const r = rows(nextBinary, BATCH, binaryBase);
-        nextBinary += BATCH;
-        await pool.query(insertBinary, [
-          int4Array(new Array(BATCH).fill(siteId)),
-          int4Array(r.d),
-          timestamptzArray(r.t.map((ms) => ms * 1000)),
-          floatArray(r.p),
-          floatArray(r.h),
-          floatArray(new Array(BATCH).fill(200)),
-          floatArray(r.temp, 'float4'),
-          floatArray(r.fan, 'float4'),
-          literal(new Array(BATCH).fill('ok')),
-        ]);
-        writtenBinary += BATCH;
-      }
-    };
-    t0 = performance.now();
-    await Promise.all([binaryWorker(), binaryWorker()]);
-    const unnestBinary = writtenBinary / ((performance.now() - t0) / 1000);
+      ON CONFLICT DO NOTHING`,
+      Date.now() - 9 * 3_600_000,
+      (r) => [
+        int4Array(new Array(BATCH).fill(siteId)),
+        int4Array(r.d),
+        timestamptzArray(r.t.map((ms) => ms * 1000)),
+        floatArray(r.p),
+        floatArray(r.h),
+        floatArray(new Array(BATCH).fill(200)),
+        floatArray(r.temp, 'float4'),
+        floatArray(r.fan, 'float4'),
+        literal(new Array(BATCH).fill('ok')),
+      ],
+    );
 
     const client = await pool.connect();
     try {
       await client.query('CREATE TEMP TABLE readings_stage (LIKE readings)');
       const stagedBase = Date.now() - 12 * 3_600_000;
       let staged = 0;
-      t0 = performance.now();
+      let t0 = performance.now();
       for (const end = t0 + seconds * 1000; performance.now() < end; staged += STAGE_ROWS) {
         await copyRows(client, 'readings_stage', siteId, staged, STAGE_ROWS, stagedBase);
         await client.query(

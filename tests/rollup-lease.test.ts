@@ -111,6 +111,18 @@ describe('the rollup job under saturated ingest', () => {
       }>`SELECT count(*)::int AS n FROM rollup_site_1m WHERE site_id = ${siteId}`.execute(storage.db)
     ).rows[0]!.n;
 
+  // A job that sees ingest saturated and may build one reading's worth per paced transaction.
+  const saturatedJob = () =>
+    new RollupJob({
+      storage,
+      logger: silentLogger,
+      lease: held,
+      intervalMs: 3_600_000,
+      graceMs: 0,
+      ingestBusy: () => true,
+      busyBudgetReadings: 1,
+    });
+
   it('keeps the last minutes current, and builds only a backlog paced', async () => {
     const site = await insertSite(storage, 'saturated', [['a1', 'asic']]);
     const minute = Math.floor(Date.now() / 60_000) * 60_000;
@@ -121,15 +133,7 @@ describe('the rollup job under saturated ingest', () => {
         site.record('a1', minute - (30 - m) * 60_000, { power_w: 100 + m }),
       ),
     );
-    const job = new RollupJob({
-      storage,
-      logger: silentLogger,
-      lease: held,
-      intervalMs: 3_600_000,
-      graceMs: 0,
-      ingestBusy: () => true,
-      busyBudgetReadings: 1,
-    });
+    const job = saturatedJob();
     job.start();
     try {
       // The first run builds one transaction of the backlog and rests: the rest waits.
@@ -149,15 +153,7 @@ describe('the rollup job under saturated ingest', () => {
       site.record('a1', minute - 60_000, { power_w: 2 }),
     ]);
     const before = await builtMinutes(site.id);
-    const current = new RollupJob({
-      storage,
-      logger: silentLogger,
-      lease: held,
-      intervalMs: 3_600_000,
-      graceMs: 0,
-      ingestBusy: () => true,
-      busyBudgetReadings: 1,
-    });
+    const current = saturatedJob();
     current.start();
     try {
       await vi.waitFor(async () => expect(await pendingMinutes()).toBe(0), { timeout: 10_000, interval: 20 });

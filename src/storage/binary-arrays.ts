@@ -31,23 +31,9 @@ type Nullable = ArrayLike<number | null | undefined>;
  * multi-argument unnest() pads) when none is present, so a batch of ASICs sends no GPU columns.
  */
 export function floatArray(values: Nullable, type: 'float8' | 'float4' = 'float8'): Buffer | null {
-  const width = type === 'float8' ? 8 : 4;
-  let present = 0;
-  for (let i = 0; i < values.length; i++) if (values[i] !== null && values[i] !== undefined) present++;
-  if (present === 0) return null;
-  const buffer = Buffer.allocUnsafe(HEADER_BYTES + values.length * 4 + present * width);
-  header(buffer, OID[type], values.length, present < values.length);
-  let at = HEADER_BYTES;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (v === null || v === undefined) {
-      at = buffer.writeInt32BE(-1, at);
-      continue;
-    }
-    at = buffer.writeInt32BE(width, at);
-    at = width === 8 ? buffer.writeDoubleBE(v, at) : buffer.writeFloatBE(v, at);
-  }
-  return buffer;
+  const column = new Float64Array(values.length);
+  for (let i = 0; i < values.length; i++) column[i] = values[i] ?? Number.NaN;
+  return floatColumn(column, type);
 }
 
 /** An int4[] of key values (never NULL). */
@@ -82,7 +68,7 @@ export function timestamptzArray(epochUs: ArrayLike<number>): Buffer {
   return buffer;
 }
 
-/** A float8[] (or float4[]) of a column in which NaN marks an absent value (sent as NULL). */
+/** floatArray for a column in which NaN marks an absent value (validation never lets NaN through). */
 export function floatColumn(values: Float64Array, type: 'float8' | 'float4' = 'float8'): Buffer | null {
   let absent = 0;
   for (let i = 0; i < values.length; i++) if (Number.isNaN(values[i]!)) absent++;
