@@ -100,3 +100,15 @@ describe('jsonBatch', () => {
     ]);
   });
 });
+
+describe('a batch is checked once', () => {
+  // The check lets go of the decoded body, so the request holds only its readings until the commit.
+  it.each([
+    ['sampleBatch', () => sampleBatch([sample('power_w', 300)])],
+    ['jsonBatch', () => jsonBatch([{ device: 'm1', ts: new Date(NOW - 1000).toISOString(), power_w: 1 }])],
+  ])('%s refuses a second check', (_, make) => {
+    const batch = make();
+    expect(batch.check(window).valid).toHaveLength(1);
+    expect(() => batch.check(window)).toThrow(/checked once/);
+  });
+});

@@ -22,15 +22,37 @@ export interface CheckedReadings {
  * What every transport hands the pipeline: a protocol-neutral batch of readings, validated by the
  * pipeline in the site's turn against its clock and retention window. `size` (readings, i.e. rows
  * per device and instant) is what the write queue reserves before validation runs.
+ *
+ * `check` runs once and lets go of the decoded body: from then on the request holds only its
+ * readings, which is what the write queue charges it (src/ingest/pipeline.ts). A batch that kept
+ * its parsed objects until the commit held several times what it was charged.
  */
 export interface IngestBatch {
   readonly size: number;
   check(window: ValidationWindow): CheckedReadings;
 }
 
+/** A batch over `source` whose check consumes it: a second check is a bug, and throws. */
+function consumedOnce<T>(
+  size: number,
+  source: T,
+  check: (source: T, window: ValidationWindow) => CheckedReadings,
+): IngestBatch {
+  let held: { source: T } | undefined = { source };
+  return {
+    size,
+    check(window) {
+      if (held === undefined) throw new Error('an ingest batch is checked once');
+      const { source } = held;
+      held = undefined;
+      return check(source, window);
+    },
+  };
+}
+
 /** hashwatt's own JSON readings (HTTP and WebSocket), validated by the reading schema. */
 export function jsonBatch(raw: readonly unknown[]): IngestBatch {
-  return { size: raw.length, check: (window) => validateReadings(raw, window) };
+  return consumedOnce(raw.length, raw, validateReadings);
 }
 
 interface SampleGroup {
@@ -63,7 +85,9 @@ export function sampleBatch(samples: readonly DecodedSample[]): IngestBatch {
     else groups.set(key, { first: i, samples: [i] });
     last = group ?? groups.get(key);
   }
-  return { size: groups.size, check: (window) => checkSampleGroups(samples, groups.values(), window) };
+  return consumedOnce(groups.size, { samples, groups }, (source, window) =>
+    checkSampleGroups(source.samples, source.groups.values(), window),
+  );
 }
 
 /** The sample's instant in microseconds (every decoder sets tsUs; tsMs alone means whole milliseconds). */

@@ -31,16 +31,22 @@ export function ingestRoutes(pipeline: IngestPipeline, authenticate: SiteAuthent
     async (c) => {
       const site = c.get('site');
       pipeline.admit(site, Number(c.req.header('content-length') ?? 0));
-      const { value, decodedBytes } = await readJsonBody(c.req.raw, INGEST_BODY_LIMITS, {
-        holder: site.id,
-        turn: (work) => pipeline.turn(site.id, work),
-      });
-      const readings = batchReadings(value);
-      // The batch is held as parsed objects, so it is charged to the write queue by its decoded size.
-      const result = await pipeline.ingest(site, jsonBatch(readings), decodedBytes, 'http');
+      // No local keeps the parsed body: the batch lets go of it once checked, so what waits for the
+      // commit is the readings' columns, which is what the write queue charges (IngestPipeline.ingest).
+      const batch = jsonBatch(
+        batchReadings(
+          (
+            await readJsonBody(c.req.raw, INGEST_BODY_LIMITS, {
+              holder: site.id,
+              turn: (work) => pipeline.turn(site.id, work),
+            })
+          ).value,
+        ),
+      );
+      const result = await pipeline.ingest(site, batch, 'http');
       Object.assign(c.get('event'), {
         site: site.name,
-        readings: readings.length,
+        readings: batch.size,
         accepted: result.accepted,
         duplicates: result.duplicates,
         rejected: result.rejected.length,

@@ -1,7 +1,7 @@
 import { HashwattError } from '../errors.ts';
 import { domainError } from '../storage/errors.ts';
 import { retentionCutoff } from '../storage/partitions.ts';
-import { samplesOf } from '../storage/reading-columns.ts';
+import { type ReadingColumns, samplesOf } from '../storage/reading-columns.ts';
 import { type QueueLoad, SiteAdmission, type SiteAdmissionOptions } from './admission.ts';
 import type { IngestBatch } from './batch.ts';
 import type { DeviceDirectory } from './device-directory.ts';
@@ -12,8 +12,16 @@ import type { GroupCommitWriter } from './writer.ts';
 
 /** What a reading's columns take while it waits for its commit (src/storage/reading-columns.ts)... */
 const BYTES_PER_READING = 96;
-/** ...and with its extra metrics as an object beside them. */
-const EXTRA_BYTES_PER_READING = 512;
+/** ...and, when it carries extra metrics, what their object beside the columns adds. */
+const EXTRA_BYTES_PER_READING = 416;
+
+/** What resolved readings hold until their commit: their columns, and the extras of those with any. */
+export function heldBytes(readings: ReadingColumns): number {
+  let bytes = readings.length * BYTES_PER_READING;
+  const { extras } = readings;
+  if (extras) for (const e of extras) if (e !== undefined) bytes += EXTRA_BYTES_PER_READING;
+  return bytes;
+}
 
 /** The transports that feed the pipeline; a label on every ingest metric. */
 export type Transport = 'http' | 'ws' | 'remote_write' | 'influx' | 'otlp';
@@ -131,13 +139,17 @@ export class IngestPipeline {
     return this.#turns.run(siteId, work);
   }
 
-  /** Ingests one batch for a site. Throws HashwattError 429/503 when nothing of it was stored. */
-  async ingest(
-    site: AuthenticatedSite,
-    batch: IngestBatch,
-    bytes: number,
-    transport: Transport,
-  ): Promise<IngestResult> {
+  /**
+   * Ingests one batch for a site. Throws HashwattError 429/503 when nothing of it was stored.
+   *
+   * The batch is charged to the write queue by what it will hold while it waits for its commit, its
+   * readings' columns, from its reading count on entry and exactly once they are built: never by
+   * its body. Charged by the body, a protocol with verbose bodies (remote_write's labels on every
+   * sample are ~10× the columns) filled its site's share of the queue at a fraction of the rate the
+   * writer drains. What decoding holds is bounded before that, by the body limits and the decode
+   * budget (src/http/body.ts), and is let go by the batch's check.
+   */
+  async ingest(site: AuthenticatedSite, batch: IngestBatch, transport: Transport): Promise<IngestResult> {
     if (this.#closing) {
       throw new HashwattError(
         'shutting_down',
@@ -147,28 +159,19 @@ export class IngestPipeline {
         },
       );
     }
-    const { writer, directory, retentionDays } = this.#o;
+    const { writer } = this.#o;
     // The site's share first: a flooder is refused before it can take the room other sites need.
-    const load = { readings: batch.size, bytes };
-    this.#admission.assertShare(site.id, load, this.#queueLimits(), writer.depth);
-    const reservation = writer.reserve(batch.size, bytes);
-    let releaseShare = this.#admission.hold(site.id, load);
+    const estimate = { readings: batch.size, bytes: batch.size * BYTES_PER_READING };
+    this.#admission.assertShare(site.id, estimate, this.#queueLimits(), writer.depth);
+    const reservation = writer.reserve(estimate.readings, estimate.bytes);
+    let releaseShare = this.#admission.hold(site.id, estimate);
     try {
-      const nowMs = this.#o.now();
-      // Every transport decodes in the site's turn (turn()) and calls this straight after, in the
-      // same task: validating here keeps the decoded objects inside that task, so they die young.
-      // Waiting for a second turn kept every queued batch's objects alive across young-generation
-      // collections, which copied and promoted them (docs/performance.md, "Readings in columns").
-      const checked = batch.check({ nowMs, oldestMs: retentionCutoff(nowMs, retentionDays) });
-      const { readings, rejected } = await directory.resolve(site.id, checked.valid, nowMs);
-      // From here until the commit the request holds its readings' columns, not its decoded body:
-      // charged at the body's size, a protocol with verbose bodies (remote_write's labels on every
-      // sample) filled its site's share of the queue at a fraction of the rate the writer drains.
-      const heldBytes = readings.length * (readings.extras ? EXTRA_BYTES_PER_READING : BYTES_PER_READING);
-      if (heldBytes < bytes) {
-        writer.shrink(reservation, heldBytes);
+      const { readings, rejected } = await this.#checkAndResolve(site, batch);
+      const held = { readings: batch.size, bytes: heldBytes(readings) };
+      if (held.bytes !== estimate.bytes) {
+        writer.resize(reservation, held.bytes);
         releaseShare();
-        releaseShare = this.#admission.hold(site.id, { readings: batch.size, bytes: heldBytes });
+        releaseShare = this.#admission.hold(site.id, held);
       }
       const duplicate = await writer.write(reservation, readings);
       let duplicates = 0;
@@ -182,16 +185,12 @@ export class IngestPipeline {
         duplicateSamples += repeated;
       }
       this.#o.latest.offer(readings);
-      const allRejected =
-        rejected.length === 0
-          ? checked.rejected
-          : [...checked.rejected, ...rejected].sort((a, b) => a.index - b.index);
       const result = {
         accepted: readings.length - duplicates,
         duplicates,
         acceptedSamples,
         duplicateSamples,
-        rejected: allRejected,
+        rejected,
       };
       this.#o.observer.batchIngested({ transport, site, ...result });
       return result;
@@ -201,6 +200,30 @@ export class IngestPipeline {
       writer.release(reservation);
       releaseShare();
     }
+  }
+
+  /**
+   * Validates a batch and resolves its devices: the validated objects live only in this call, so
+   * what waits for the commit is the columns it returns. Every transport decodes in the site's
+   * turn (turn()) and calls ingest straight after, in the same task: validating here keeps the
+   * decoded objects inside that task, so they die young. Waiting for a second turn kept every
+   * queued batch's objects alive across young-generation collections, which copied and promoted
+   * them (docs/performance.md, "Readings in columns").
+   */
+  async #checkAndResolve(
+    site: AuthenticatedSite,
+    batch: IngestBatch,
+  ): Promise<{ readings: ReadingColumns; rejected: Rejection[] }> {
+    const nowMs = this.#o.now();
+    const checked = batch.check({ nowMs, oldestMs: retentionCutoff(nowMs, this.#o.retentionDays) });
+    const { readings, rejected } = await this.#o.directory.resolve(site.id, checked.valid, nowMs);
+    return {
+      readings,
+      rejected:
+        rejected.length === 0
+          ? checked.rejected
+          : [...checked.rejected, ...rejected].sort((a, b) => a.index - b.index),
+    };
   }
 
   /**

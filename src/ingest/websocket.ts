@@ -427,9 +427,8 @@ export class StreamServer {
         seq = frameSeq(value);
         if (seq === undefined)
           throw new HashwattError('invalid_body', '"seq" must be a non-negative integer', { field: 'seq' });
-        const readings = batchReadings(value, ['seq']);
         const ingesting = this.#o.pipeline
-          .ingest(site, jsonBatch(readings), data.length, 'ws')
+          .ingest(site, jsonBatch(batchReadings(value, ['seq'])), 'ws')
           .then(wireResult);
         // Awaited just below; marked handled here, as a refusal (429) rejects before that await runs.
         ingesting.catch(() => {});

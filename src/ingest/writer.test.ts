@@ -32,8 +32,8 @@ describe('retryAfterMs', () => {
   });
 });
 
-describe('GroupCommitWriter.shrink', () => {
-  it('gives back the bytes a request no longer holds, never more than it reserved', async () => {
+describe('GroupCommitWriter.resize', () => {
+  it('charges a reservation what its request holds now, down or up, and gives back exactly that', async () => {
     const { GroupCommitWriter } = await import('./writer.ts');
     const { silentLogger } = await import('../log.ts');
     const writer = new GroupCommitWriter({
@@ -47,13 +47,20 @@ describe('GroupCommitWriter.shrink', () => {
       ensurePartitions: async () => {},
     });
     const reservation = writer.reserve(100, 800_000);
-    writer.shrink(reservation, 9_600);
+    writer.resize(reservation, 9_600);
     expect(writer.depth.bytes).toBe(9_600);
-    writer.shrink(reservation, 50_000);
-    expect(writer.depth.bytes).toBe(9_600);
-    // The room freed admits what the body's size refused before.
-    expect(() => writer.reserve(100, 900_000)).not.toThrow();
+    // The room freed admits what the first charge refused.
+    const other = writer.reserve(100, 900_000);
+    // Columns that came out bigger than their estimate are charged as they are, without a refusal.
+    writer.resize(reservation, 151_200);
+    expect(writer.depth.bytes).toBe(1_051_200);
+    expect(() => writer.reserve(1, 1)).toThrow(/write queue is full/);
     writer.release(reservation);
     expect(writer.depth.bytes).toBe(900_000);
+    // A released reservation is not charged again.
+    writer.resize(reservation, 1);
+    expect(writer.depth.bytes).toBe(900_000);
+    writer.release(other);
+    expect(writer.depth.bytes).toBe(0);
   });
 });

@@ -145,10 +145,14 @@ export class GroupCommitWriter {
     return { readings, bytes, released: false };
   }
 
-  /** Lowers the bytes a reservation holds (what it keeps once decoded is smaller than its body). */
-  shrink(reservation: Reservation, bytes: number): void {
-    if (reservation.released || bytes >= reservation.bytes) return;
-    this.#reservedBytes -= reservation.bytes - bytes;
+  /**
+   * Sets the bytes a reservation holds to what its request holds now: a request is charged an
+   * estimate from its reading count when admitted, and its exact columns once they are built. Never
+   * refuses: the work is done by then, and the estimate it replaces was checked.
+   */
+  resize(reservation: Reservation, bytes: number): void {
+    if (reservation.released) return;
+    this.#reservedBytes += bytes - reservation.bytes;
     reservation.bytes = bytes;
   }
 

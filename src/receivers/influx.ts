@@ -93,11 +93,11 @@ export async function influxWrite(
       }
       requireGzipOrIdentity(c);
       const nowUs = Date.now() * 1000;
-      const { decoded, batch, decodedBytes } = await admitAndDecode(c, deps, site, (body) =>
+      const { decoded, batch } = await admitAndDecode(c, deps, site, (body) =>
         decodeLineProtocol(body, { precision, nowUs }),
       );
       if (decoded.fatal) throw new HashwattError('invalid_encoding', decoded.fatal.message);
-      const outcome = await ingestDecoded(deps, site, 'influx', decoded, batch, decodedBytes);
+      const outcome = await ingestDecoded(deps, site, 'influx', decoded, batch);
       Object.assign(c.get('event'), {
         site: site.name,
         lines: decoded.lines,

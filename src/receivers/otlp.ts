@@ -127,12 +127,10 @@ export async function otlpMetrics(
         );
       }
       requireGzipOrIdentity(c);
-      const { decoded, batch, decodedBytes } = await admitAndDecode(c, deps, site, (body) =>
-        decodeOtlp(body, encoding),
-      );
+      const { decoded, batch } = await admitAndDecode(c, deps, site, (body) => decodeOtlp(body, encoding));
       if (decoded.fatal)
         throw new HashwattError('invalid_body', `${decoded.fatal.message} (${decoded.fatal.code})`);
-      const outcome = await ingestDecoded(deps, site, 'otlp', decoded, batch, decodedBytes);
+      const outcome = await ingestDecoded(deps, site, 'otlp', decoded, batch);
       // Points the decoder counted (unsupported types, bad points), samples the pipeline refused, and
       // points dropped as a conflicting second value of one (device, metric, instant).
       const conflicts = outcome.invalid.filter((p) => p.code === 'conflicting_series').length;

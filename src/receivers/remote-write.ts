@@ -68,7 +68,7 @@ export async function remoteWrite(
     async () => {
       const site = await authenticateToken(bearerToken(c.req.header('authorization')), deps.authenticateSite);
       checkRemoteWriteHeaders(c.req.raw.headers);
-      const { decoded, batch, decodedBytes } = await admitAndDecode(
+      const { decoded, batch } = await admitAndDecode(
         c,
         deps,
         site,
@@ -81,11 +81,11 @@ export async function remoteWrite(
           throw new HashwattError('payload_too_large', decoded.fatal.message);
         throw new HashwattError('invalid_body', `${decoded.fatal.message} (${decoded.fatal.code})`);
       }
-      const outcome = await ingestDecoded(deps, site, 'remote_write', decoded, batch, decodedBytes);
+      const outcome = await ingestDecoded(deps, site, 'remote_write', decoded, batch);
       Object.assign(c.get('event'), {
         site: site.name,
         series: decoded.series,
-        samples: decoded.samples.length,
+        samples: decoded.sampleCount,
         accepted_samples: outcome.result.acceptedSamples,
         duplicate_samples: outcome.result.duplicateSamples,
         unmapped: outcome.unmapped,

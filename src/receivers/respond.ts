@@ -84,8 +84,15 @@ export function requireGzipOrIdentity(c: Context): void {
 }
 
 /**
+ * A decode's outcome without its samples, which only the batch holds: the batch lets go of them
+ * once checked, so the request holds its readings' columns, not its decoded body, while it waits
+ * for its commit (what the write queue charges it; IngestPipeline.ingest).
+ */
+export type DecodeSummary<R extends DecodeResult> = Omit<R, 'samples'> & { sampleCount: number };
+
+/**
  * Admits the request against the write queue, reads its body within the limits and the decode
- * budget, and decodes it in the site's turn into its DecodeResult and the pipeline's batch.
+ * budget, and decodes it in the site's turn into the pipeline's batch and the decode's summary.
  */
 export async function admitAndDecode<R extends DecodeResult>(
   c: Context,
@@ -93,18 +100,18 @@ export async function admitAndDecode<R extends DecodeResult>(
   site: AuthenticatedSite,
   decode: (body: Uint8Array) => R,
   expandsTo?: (body: Uint8Array) => number,
-): Promise<{ decoded: R; batch: IngestBatch; decodedBytes: number }> {
+): Promise<{ decoded: DecodeSummary<R>; batch: IngestBatch }> {
   deps.pipeline.admit(site, Number(c.req.header('content-length') ?? 0));
-  const { value, decodedBytes } = await readBinaryBody(
+  const { value } = await readBinaryBody(
     c.req.raw,
     INGEST_BODY_LIMITS,
     (body) => {
-      const decoded = decode(body);
-      return { decoded, batch: sampleBatch(decoded.samples) };
+      const { samples, ...rest } = decode(body);
+      return { decoded: { ...rest, sampleCount: samples.length }, batch: sampleBatch(samples) };
     },
     { holder: site.id, turn: (work) => deps.pipeline.turn(site.id, work), ...(expandsTo && { expandsTo }) },
   );
-  return { ...value, decodedBytes };
+  return value;
 }
 
 /** The site a token names; the header is `Bearer <token>` or InfluxDB's `Token <token>`. */
@@ -134,16 +141,15 @@ export async function ingestDecoded(
   deps: ReceiverDeps,
   site: AuthenticatedSite,
   transport: Transport,
-  decoded: DecodeResult,
+  decoded: DecodeSummary<DecodeResult>,
   batch: IngestBatch,
-  bytes: number,
 ): Promise<ReceiverOutcome> {
   if (decoded.unmapped > 0) deps.unmapped.record(site, transport, decoded.unmapped, decoded.unmappedNames);
   const invalid = decoded.problems.filter((p) => !FILTERED_PROBLEM_CODES.has(p.code));
   const result: IngestResult =
     batch.size === 0
       ? { accepted: 0, duplicates: 0, acceptedSamples: 0, duplicateSamples: 0, rejected: [] }
-      : await deps.pipeline.ingest(site, batch, bytes, transport);
+      : await deps.pipeline.ingest(site, batch, transport);
   return { result, invalid, invalidDropped: decoded.problemsDropped, unmapped: decoded.unmapped };
 }
 
