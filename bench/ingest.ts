@@ -210,9 +210,10 @@ export async function measureWindow(
   offer: (seconds: number) => Promise<void>,
   rate: number,
   seconds: number,
-  around: { begin(): void; end(): void } = { begin: () => {}, end: () => {} },
+  around: { begin(): void; end(): void; settleS?: number } = { begin: () => {}, end: () => {} },
 ): Promise<MeasuredWindow> {
-  const settleS = Math.min(3, Math.max(1, Math.floor(seconds / 4)));
+  // `around.settleS`: seconds of load before the window, for a caller that places it.
+  const settleS = around.settleS ?? Math.min(3, Math.max(1, Math.floor(seconds / 4)));
   const done = offer(seconds + settleS);
   await sleep(settleS * 1000);
   const m0 = await scrape(service.url);

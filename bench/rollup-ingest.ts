@@ -5,34 +5,26 @@
 //
 // Two services run side by side, each on a database of its own, each started once: A with the job
 // effectively off (an interval of 10^6 s; its one run a second after start finds nothing), B with
-// the default job (every 10 s). Rounds alternate A, B, A, B; each offers the simulator's `load`
-// scenario (200 000 ASICs on four sites, over WebSocket, the fastest path) at 200 000 readings/s,
-// above what this machine stores, and measures what the service stored per second from its own
-// counters (bench/ingest.ts's measureWindow): the rate it holds. A first round on B with its job
-// held (the probe) shows the load saturates. Medians per variant, and their ratio (goal ≥ 0.9).
+// the default job (every 10 s), never held or paused. Rounds alternate A, B; each offers the
+// simulator's `load` scenario (200 000 ASICs on four sites, over WebSocket, the fastest path) at
+// 200 000 readings/s, above what this machine stores, and measures what the service stored per
+// second from its own counters (bench/ingest.ts's measureWindow): the rate it holds.
 //
-// The job builds a minute once it has closed (plus 5 s of grace): its work for a round's readings
-// comes up to ~75 s after them, in one burst per minute, and the run that does it starts at the
-// job's own 10 s tick. Left alone, B's job would build B's readings during A's rounds, and a short
-// window would hold a build or not by chance. So the benchmark holds the service's job lease (the
-// advisory lock of src/service.ts, which alerting, the fleet aggregate and retention share with the
-// rollups) on B's database outside B's windows, and places each B window (full run): it begins once
-// every minute of B's previous round has closed, and ends before any minute of its own closes. The
-// job, released at the window's start, takes the lease at its next check and builds exactly the
-// readings of B's previous round (the first B window: the probe's, a round of the same length) at
-// its next tick, within 10 s, while B ingests: one round's worth of the job's work inside every B
-// window, with the real job and statements. (Until the lease was shared, the window began on the
-// job's tick, read from its own lease session; the shared session's last query is any job's.) Hours
-// close once an hour: a window that crossed one also built every site-hour of B's readings so far
-// (`hours_built`). Should the job build less than its backlog (it paces itself while ingest's write
-// queue is filling), what it left shows per round in `unbuilt_before_round_s`: a ratio near 1 then
-// means the job fell behind, not that it is free.
+// B is measured in its steady state, where the job keeps up with saturated ingest. The job builds a
+// minute once it has closed (plus 5 s of grace), at its next 10 s tick: its work comes in one burst
+// a minute, for the minute before. So B's load starts 61 s before a minute boundary m, and B's
+// window is the 60 s from m + 2 s: it holds the whole build of the minute before m, a minute of B's
+// load, and no part of any other build (the next minute closes at m + 60 s and is built from m + 65 s
+// on). A 60 s window then carries a minute of the job's work for a minute of ingest, its real share.
+// The job kept up when, at the window's end, nothing from before m is left unbuilt
+// (`unbuilt_before_window_s`: more means it fell behind, or paced itself as a backlog). After B's load
+// stops, the benchmark waits until B's job has built all of it (`drain_s`), so B's job never runs in
+// A's windows. A window that crossed an hour also built B's site-hours so far (`hours_built`).
 //
 // Used by bench/index.ts (`npm run bench`); standalone it writes bench/results/rollup-ingest.json.
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
-import { ALERT_LOCK } from '../src/alerting/leader.ts';
 import {
   ADMIN_TOKEN,
   type BenchService,
@@ -59,30 +51,32 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 export interface RollupIngestPlan {
-  /** Measured seconds of each round; the probe on B (B's first backlog) is as long. */
+  /** Measured seconds of each round. */
   windowS: number;
   /** Rounds per variant. */
   rounds: number;
-  /** Place B's windows after B's closed minutes (above); off, the quick run is a smoke check only. */
-  align: boolean;
+  /** B in its steady state (above): its load from 61 s before a minute, a 60 s window after it. */
+  steady: boolean;
 }
 
 export const FULL_ROLLUP_INGEST_PLAN: RollupIngestPlan = {
-  windowS: 22,
-  // Three: the median then stands when another process takes the machine for one round.
-  rounds: 3,
-  align: true,
+  // A minute: the job's burst for one minute of load, and that minute's ingest (header).
+  windowS: 60,
+  rounds: 2,
+  steady: true,
 };
 export const QUICK_ROLLUP_INGEST_PLAN: RollupIngestPlan = {
   windowS: 8,
   rounds: 1,
-  align: false,
+  steady: false,
 };
 
 export interface RoundResult {
   variant: 'job_off' | 'job_on';
   /** When the load started (ISO). */
   started: string;
+  /** Seconds of load before the window (B steady: from 61 s before its minute). */
+  lead_s: number;
   window: Window;
   /** Stored below 97 % of the offered rate: the round measured the rate the service holds. */
   saturated: boolean;
@@ -96,13 +90,13 @@ export interface RoundResult {
   site_minutes_built: number;
   hours_built: number;
   job_failures: number;
-  /** Seconds the variant's database stayed busy after the window (the job's last run finishing). */
-  busy_after_s: number;
   /**
-   * B: seconds of readings from before this round's minute still not rolled up after the window
-   * (0: the job built its whole backlog; more: it fell behind, e.g. yielding to a saturated ingest).
+   * B: seconds of readings from before the window's minute still not rolled up at the window's end
+   * (0: the job kept up with ingest; more: it fell behind).
    */
-  unbuilt_before_round_s: number | null;
+  unbuilt_before_window_s: number | null;
+  /** B: seconds after its load stopped until its job had built all of it (A's window waits for it). */
+  drain_s: number | null;
 }
 
 export interface RollupIngestResult {
@@ -110,8 +104,6 @@ export interface RollupIngestResult {
   plan: RollupIngestPlan;
   transport: typeof TRANSPORT;
   offered_per_s: number;
-  /** What B stored in the first round, its job held (not measured: its readings are B's first backlog). */
-  probe_stored_per_s: number;
   job_off: {
     readings_per_s: number;
     pg_cpu_us_per_reading: number | null;
@@ -126,10 +118,12 @@ export interface RollupIngestResult {
   ratio: number;
   /** Each round's B over the A before it. */
   round_ratios: number[];
-  /** Mean over mean: counts a window the job's burst fell into at its weight (the median may not). */
+  /** Mean over mean. */
   ratio_of_means: number;
   /** The job's Postgres work per ingested reading: B's backends' CPU per reading minus A's. */
   job_pg_cpu_us_per_reading: number | null;
+  /** Steady plan: every B window's job built all that was due (nothing before its minute left). */
+  job_kept_up: boolean | null;
   rounds: RoundResult[];
 }
 
@@ -167,7 +161,7 @@ function offerLoad(url: string, rate: number, seconds: number, onPid?: (pid: num
   return new Promise((resolve) => load.once('exit', () => resolve()));
 }
 
-/** One variant: its service, and a session on its database that watches (and for B, holds the job's lease). */
+/** One variant: its service, and a session on its database that watches it. */
 interface Variant {
   name: 'job_off' | 'job_on';
   database: string;
@@ -184,46 +178,34 @@ async function backendCpu(monitor: pg.Client, database: string): Promise<Map<num
   return new Map(rows.map((r) => [r.pid, processCpuUs(r.pid)]));
 }
 
-/** Waits until nothing runs on the variant's database (its job's last transaction, ingest's last commit). */
-async function settleDatabase(v: Variant): Promise<void> {
-  let quiet = 0;
-  for (let i = 0; i < 300 && quiet < 3; i++) {
+/** The oldest reading time (epoch ms) the variant's rollup job has still to build, or null. */
+async function oldestUnbuiltMs(v: Variant): Promise<number | null> {
+  const { rows } = await v.monitor.query<{ t: number | null }>(
+    'SELECT (extract(epoch FROM min(from_ts)) * 1000)::float8 AS t FROM rollup_dirty',
+  );
+  return rows[0]?.t ?? null;
+}
+
+/**
+ * Waits until B's job has built every minute of its readings and nothing runs on its database;
+ * returns the seconds that took. Its last minute closes up to a minute after the load, plus the
+ * grace and a tick: ~75 s.
+ */
+async function drain(v: Variant): Promise<number> {
+  const t0 = performance.now();
+  for (let quiet = 0; quiet < 3; ) {
+    if ((performance.now() - t0) / 1000 > 240)
+      throw new Error(`${v.name}: the rollup job did not drain in 240 s`);
+    await sleep(500);
     const { rows } = await v.monitor.query<{ n: string }>(
       `SELECT count(*) AS n FROM pg_stat_activity
        WHERE datname = $1 AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')`,
       [v.database],
     );
-    quiet = Number(rows[0]!.n) === 0 ? quiet + 1 : 0;
-    await sleep(200);
+    const idle = Number(rows[0]!.n) === 0 && (await oldestUnbuiltMs(v)) === null;
+    quiet = idle ? quiet + 1 : 0;
   }
-}
-
-/** The service's job lease: the alert lock elects the replica that runs every background job (src/service.ts). */
-const JOB_LOCK = ALERT_LOCK;
-const LOCK_ARGS = [JOB_LOCK.classId, JOB_LOCK.objId];
-
-/** B's job may run: the benchmark lets go of its lease; the job takes it at its next run (≤ 10 s). */
-async function releaseJob(v: Variant): Promise<void> {
-  await v.monitor.query('SELECT pg_advisory_unlock($1::int4, $2::int4)', LOCK_ARGS);
-}
-
-/**
- * B's job stops: its lease session is ended and the benchmark takes the lock before the job's next
- * run can (the job retries only at its next interval). A run already going finishes its transactions.
- */
-async function holdJob(v: Variant): Promise<void> {
-  await v.monitor.query(
-    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'hashwatt-jobs'`,
-    [v.database],
-  );
-  await v.monitor.query(`SET statement_timeout = '15s'`);
-  try {
-    await v.monitor.query('SELECT pg_advisory_lock($1::int4, $2::int4)', LOCK_ARGS);
-  } catch (error) {
-    throw new Error(`could not take the rollup lease back from the job on ${v.database}: ${String(error)}`);
-  } finally {
-    await v.monitor.query('RESET statement_timeout');
-  }
+  return Math.round((performance.now() - t0) / 100) / 10;
 }
 
 async function startVariant(name: Variant['name']): Promise<Variant> {
@@ -231,29 +213,34 @@ async function startVariant(name: Variant['name']): Promise<Variant> {
   await createDatabase(database);
   const monitor = new pg.Client({ connectionString: databaseUrl(database) });
   await monitor.connect();
-  // Held before the service starts, so B's job never runs outside B's windows.
-  if (name === 'job_on') await monitor.query('SELECT pg_advisory_lock($1::int4, $2::int4)', LOCK_ARGS);
   const service = await startServiceOn(database, {
-    // The lease hand-over above makes the service log at warn; failures are counted instead.
     LOG_LEVEL: 'error',
     ...(name === 'job_off' && { HASHWATT_ROLLUP_INTERVAL_S: '1000000' }),
   });
   return { name, database, service, monitor };
 }
 
-/** measureWindow's settle before it measures (bench/ingest.ts), for placing B's window. */
-const settleSOf = (seconds: number) => Math.min(3, Math.max(1, Math.floor(seconds / 4)));
 const MINUTE_MS = 60_000;
-/** The job's grace for a closing minute (src/rollups/job.ts). */
-const JOB_GRACE_MS = 5_000;
+/** B's load runs this long before its window's minute, so that the minute before is all load. */
+const STEADY_LEAD_MS = 61_000;
+/** The window starts this long after the minute: the build of the minute before starts ≥ 5 s after it. */
+const STEADY_OFFSET_MS = 2_000;
 
-/** One measured round of a variant at `rate`; B's job runs in the window when `release`. */
+/** The next minute boundary B's steady round can be placed on, its load starting no sooner than `earliestMs`. */
+function steadyMinute(earliestMs: number): number {
+  return Math.ceil((earliestMs + STEADY_LEAD_MS) / MINUTE_MS) * MINUTE_MS;
+}
+
+/**
+ * One measured round of a variant at `rate`. `minuteMs` (B, steady plan): the minute boundary its
+ * window starts after; the load starts 61 s before it.
+ */
 async function round(
   v: Variant,
   all: readonly Variant[],
   rate: number,
   seconds: number,
-  release: boolean,
+  minuteMs?: number,
 ): Promise<RoundResult> {
   interface Snapshot {
     busy: number;
@@ -263,7 +250,7 @@ async function round(
     ours: number;
   }
   let begun: Promise<Snapshot> | undefined;
-  let ended: Promise<Snapshot> | undefined;
+  let ended: Promise<[Snapshot, number | null]> | undefined;
   let simulatorPid: number | undefined;
   const snapshot = async (): Promise<Snapshot> => {
     const busy = machineBusyUs();
@@ -278,24 +265,23 @@ async function round(
     }
     return { busy, cpu, ours };
   };
+  if (minuteMs !== undefined) await sleep(Math.max(0, minuteMs - STEADY_LEAD_MS - Date.now()));
+  const loadStart = Date.now();
+  const settleS =
+    minuteMs === undefined ? undefined : Math.max(1, (minuteMs + STEADY_OFFSET_MS - loadStart) / 1000);
   const around = {
+    ...(settleS !== undefined && { settleS }),
     begin: () => {
-      begun = snapshot().then(async (s) => {
-        if (release) await releaseJob(v);
-        return s;
-      });
+      begun = snapshot();
       // Awaited once the window is over; a failure surfaces there, not as an unhandled rejection.
       begun.catch(() => {});
     },
     end: () => {
-      ended = snapshot().then(async (s) => {
-        if (release) await holdJob(v);
-        return s;
-      });
+      ended = Promise.all([snapshot(), v.name === 'job_on' ? oldestUnbuiltMs(v) : Promise.resolve(null)]);
       ended.catch(() => {});
     },
   };
-  const started = new Date().toISOString();
+  const started = new Date(loadStart).toISOString();
   const m: MeasuredWindow = await measureWindow(
     v.service,
     TRANSPORT,
@@ -306,18 +292,13 @@ async function round(
     around,
   );
   const b = await begun!;
-  const e = await ended!;
-  const t0 = performance.now();
-  await settleDatabase(v);
-  // The quiet polls themselves take 0.6 s.
-  const busyAfterS = Math.max(0, (performance.now() - t0) / 1000 - 0.6);
+  const [e, oldest] = await ended!;
   let unbuilt: number | null = null;
+  let drainS: number | null = null;
   if (v.name === 'job_on') {
-    const { rows } = await v.monitor.query<{ t: number | null }>(
-      'SELECT (extract(epoch FROM min(from_ts)) * 1000)::float8 AS t FROM rollup_dirty',
-    );
-    const roundMinute = Math.floor(Date.parse(started) / MINUTE_MS) * MINUTE_MS;
-    unbuilt = rows[0]?.t ? Math.max(0, (roundMinute - rows[0].t) / 1000) : 0;
+    const windowMinute = minuteMs ?? Math.floor(loadStart / MINUTE_MS) * MINUTE_MS;
+    unbuilt = oldest !== null ? Math.max(0, (windowMinute - oldest) / 1000) : 0;
+    drainS = await drain(v);
   }
   let pgUs = 0;
   for (const [pid, cpu] of e.cpu) pgUs += cpu - (b.cpu.get(pid) ?? 0);
@@ -327,6 +308,7 @@ async function round(
   const r: RoundResult = {
     variant: v.name,
     started,
+    lead_s: Math.round((settleS ?? Math.min(3, Math.max(1, Math.floor(seconds / 4)))) * 10) / 10,
     window: m.window,
     saturated: m.window.readings_per_s < 0.97 * m.window.offered_per_s,
     pg_cpu_us_per_reading: stored > 0 ? Math.round((pgUs / stored) * 100) / 100 : null,
@@ -336,27 +318,13 @@ async function round(
     site_minutes_built: delta('hashwatt_rollup_buckets_built_total', 'tier="1m"'),
     hours_built: delta('hashwatt_rollup_buckets_built_total', 'tier="1h"'),
     job_failures: delta('hashwatt_rollup_failures_total'),
-    busy_after_s: Math.round(busyAfterS * 10) / 10,
-    unbuilt_before_round_s: unbuilt,
+    unbuilt_before_window_s: unbuilt,
+    drain_s: drainS,
   };
   log(
-    `  ${v.name}: stored ${r.window.readings_per_s}/s of ${rate}/s offered${r.saturated ? '' : ' (not saturated)'}; PG ${r.pg_cpu_us_per_reading} µs/reading; job built ${r.site_minutes_built} site-minutes, ${r.hours_built} hours${r.job_failures ? `, ${r.job_failures} failed runs` : ''}; busy ${r.busy_after_s} s after; other load ${r.other_load_cores} cores${unbuilt ? `; ${unbuilt} s of earlier readings not rolled up` : ''}`,
+    `  ${v.name}: stored ${r.window.readings_per_s}/s of ${rate}/s offered${r.saturated ? '' : ' (not saturated)'}; PG ${r.pg_cpu_us_per_reading} µs/reading; job built ${r.site_minutes_built} site-minutes, ${r.hours_built} hours${r.job_failures ? `, ${r.job_failures} failed runs` : ''}; other load ${r.other_load_cores} cores${unbuilt ? `; ${unbuilt} s of earlier readings not rolled up` : ''}${drainS === null ? '' : `; drained ${drainS} s after the load`}`,
   );
   return r;
-}
-
-/**
- * The start of B's next round: its load starts so that the window begins once every minute of B's
- * readings up to `backlogEndMs` has closed, and the window (with a few seconds for the job's last
- * transaction) ends before its own first minute closes.
- */
-function nextSlot(windowS: number, backlogEndMs: number): number {
-  const settleMs = settleSOf(windowS) * 1000;
-  const closedAt = Math.floor(backlogEndMs / MINUTE_MS) * MINUTE_MS + MINUTE_MS + JOB_GRACE_MS;
-  for (let start = Math.max(Date.now() + 500, closedAt + 250 - settleMs); ; start += 250) {
-    const ownClose = Math.ceil((start + 1) / MINUTE_MS) * MINUTE_MS + JOB_GRACE_MS;
-    if (start + settleMs + windowS * 1000 + 3_000 < ownClose) return start;
-  }
 }
 
 /** The measurement: see the file's header. */
@@ -372,16 +340,15 @@ export async function measureRollupIngest(
     log('rollup job vs ingest: registering the load scenario’s devices on both services');
     const warm = quick ? QUICK_PLAN : FULL_PLAN;
     await Promise.all([warmUp(off.service, warm), warmUp(on.service, warm)]);
-    // B with its job held: shows the load saturates, and leaves B's first backlog, a round's worth.
-    const probe = await round(on, variants, OFFERED_PER_S, plan.windowS, false);
-    let backlogEndMs = Date.now();
+    // B's job builds the warm-up's readings before anything is measured.
+    await drain(on);
     const rate = OFFERED_PER_S;
     const rounds: RoundResult[] = [];
     for (let i = 0; i < plan.rounds; i++) {
-      rounds.push(await round(off, variants, rate, plan.windowS, false));
-      if (plan.align) await sleep(Math.max(0, nextSlot(plan.windowS, backlogEndMs) - Date.now()));
-      rounds.push(await round(on, variants, rate, plan.windowS, true));
-      backlogEndMs = Date.now();
+      rounds.push(await round(off, variants, rate, plan.windowS));
+      rounds.push(
+        await round(on, variants, rate, plan.windowS, plan.steady ? steadyMinute(Date.now()) : undefined),
+      );
     }
     const of = (name: Variant['name']) => rounds.filter((r) => r.variant === name);
     const summary = (name: Variant['name']) => ({
@@ -397,7 +364,6 @@ export async function measureRollupIngest(
       plan,
       transport: TRANSPORT,
       offered_per_s: rate,
-      probe_stored_per_s: probe.window.readings_per_s,
       job_off: jobOff,
       job_on: jobOn,
       ratio: jobOff.readings_per_s > 0 ? round3(jobOn.readings_per_s / jobOff.readings_per_s) : 0,
@@ -416,6 +382,7 @@ export async function measureRollupIngest(
         jobOn.pg_cpu_us_per_reading !== null && jobOff.pg_cpu_us_per_reading !== null
           ? Math.round((jobOn.pg_cpu_us_per_reading - jobOff.pg_cpu_us_per_reading) * 100) / 100
           : null,
+      job_kept_up: plan.steady ? of('job_on').every((r) => r.unbuilt_before_window_s === 0) : null,
       rounds,
     };
   } finally {
@@ -434,36 +401,32 @@ const n0 = (x: number) => Math.round(x).toLocaleString('en-US');
 export function formatRollupIngest(r: RollupIngestResult): string[] {
   const goal = r.ratio >= 0.9 ? 'goal ≥ 0.9 met' : '**goal ≥ 0.9 not met**';
   const unsaturated = r.rounds.filter((x) => !x.saturated).length;
-  const behind = r.rounds
-    .filter((x) => x.variant === 'job_on' && (x.unbuilt_before_round_s ?? 0) > 0)
-    .map((x) => x.unbuilt_before_round_s);
+  const onRounds = r.rounds.filter((x) => x.variant === 'job_on');
+  const behind = onRounds
+    .filter((x) => (x.unbuilt_before_window_s ?? 0) > 0)
+    .map((x) => x.unbuilt_before_window_s);
   const line = (name: string, s: RollupIngestResult['job_off'], rounds: RoundResult[]) =>
     `| ${name} | ${n0(s.readings_per_s)} (${rounds.map((x) => n0(x.window.readings_per_s)).join(', ')}) | ${s.pg_cpu_us_per_reading ?? '–'} µs | ${s.cpu_s_per_100k_samples ?? '–'} s | ${rounds.reduce((a, x) => a + x.site_minutes_built, 0)} / ${rounds.reduce((a, x) => a + x.hours_built, 0)} |`;
+  const keptUp =
+    r.job_kept_up === null
+      ? "Quick: B's windows are not placed on the job's minute, so they may hold no build; a smoke check only."
+      : r.job_kept_up
+        ? `**The job kept up**: at the end of every B window nothing from before its minute was left unbuilt; each B window held one minute's build for one minute of load, B loaded from 61 s before (B drained ${onRounds.map((x) => x.drain_s).join(', ')} s after its load).`
+        : `**The job fell behind**: at the end of ${behind.length} of ${onRounds.length} B windows, ${behind.join(', ')} s of earlier readings were not rolled up.`;
   return [
-    `| rollup job, ${r.plan.rounds} interleaved ${r.plan.windowS} s rounds each, WebSocket, ${n0(r.offered_per_s)}/s offered | readings/s stored, median (rounds) | Postgres CPU per reading | service CPU per 100k samples | site-minutes / site-hours built |`,
+    `| rollup job, ${r.plan.rounds} interleaved ${r.plan.windowS} s rounds each, WebSocket, ${n0(r.offered_per_s)}/s offered | readings/s stored, median (rounds) | Postgres CPU per reading | service CPU per 100k samples | site-minutes / site-hours built in the windows |`,
     '|---|---|---|---|---|',
     line(
       'off (interval 10⁶ s)',
       r.job_off,
       r.rounds.filter((x) => x.variant === 'job_off'),
     ),
-    line(
-      'on (default: every 10 s)',
-      r.job_on,
-      r.rounds.filter((x) => x.variant === 'job_on'),
-    ),
+    line('on (default: every 10 s), steady state', r.job_on, onRounds),
     '',
     `With the job / without: **${r.ratio}** (${goal}; per round ${r.round_ratios.join(', ')}; mean over mean ${r.ratio_of_means}). The job's Postgres work per ingested reading: ${r.job_pg_cpu_us_per_reading ?? '–'} µs. ` +
       `Other processes' load on the machine per round (cores): ${r.rounds.map((x) => `${x.variant === 'job_on' ? 'on' : 'off'} ${x.other_load_cores}`).join(', ')}. ` +
-      (behind.length
-        ? `**The job fell behind**: after ${behind.length} of ${r.plan.rounds} B windows, ${behind.join(', ')} s of earlier readings were not rolled up. `
-        : r.plan.align
-          ? "The job built each B window's whole backlog. "
-          : '') +
-      `Every round offered ${n0(r.offered_per_s)}/s, past what the service stores (a first round on B, job held, stored ${n0(r.probe_stored_per_s)}/s)${unsaturated ? `; **${unsaturated} round(s) not saturated**` : ''}. ` +
-      (r.plan.align
-        ? "Each B window starts with B's previous round closed and waiting and the job's lease released, so the job's work for it falls in the window unless the job paces itself (the benchmark holds the service's job lease between B's windows: bench/rollup-ingest.ts)."
-        : "Quick: B's windows are not placed after B's closed minutes, so the job may build nothing in them; a smoke check only."),
+      `${keptUp} ` +
+      `Every round offered ${n0(r.offered_per_s)}/s, past what the service stores${unsaturated ? `; **${unsaturated} round(s) not saturated**` : ''} (bench/rollup-ingest.ts, header).`,
   ];
 }
 

@@ -111,8 +111,9 @@ describe('the rollup job under saturated ingest', () => {
       }>`SELECT count(*)::int AS n FROM rollup_site_1m WHERE site_id = ${siteId}`.execute(storage.db)
     ).rows[0]!.n;
 
-  // A job that sees ingest saturated and may build one reading's worth per paced transaction.
-  const saturatedJob = () =>
+  // A job that sees ingest saturated and may build one reading's worth per paced transaction; it
+  // runs once (a second after start), as the interval is an hour.
+  const saturatedJob = (budgetReadings?: number) =>
     new RollupJob({
       storage,
       logger: silentLogger,
@@ -121,6 +122,7 @@ describe('the rollup job under saturated ingest', () => {
       graceMs: 0,
       ingestBusy: () => true,
       busyBudgetReadings: 1,
+      ...(budgetReadings !== undefined && { budgetReadings }),
     });
 
   it('keeps the last minutes current, and builds only a backlog paced', async () => {
@@ -160,6 +162,31 @@ describe('the rollup job under saturated ingest', () => {
       expect(await builtMinutes(site.id)).toBe(before + 2);
     } finally {
       await current.stop();
+    }
+  }, 60_000);
+
+  it('builds current work of many transactions to the end in one run under saturated ingest', async () => {
+    const sites = [
+      await insertSite(storage, 'current-a', [['a1', 'asic']]),
+      await insertSite(storage, 'current-b', [['b1', 'asic']]),
+    ];
+    await sql`DELETE FROM rollup_dirty`.execute(storage.db);
+    const minute = Math.floor(Date.now() / 60_000) * 60_000;
+    await writeReadings(
+      storage.db,
+      sites.flatMap((site, i) => [
+        site.record(i === 0 ? 'a1' : 'b1', minute - 120_000, { power_w: 1 }),
+        site.record(i === 0 ? 'a1' : 'b1', minute - 60_000, { power_w: 2 }),
+      ]),
+    );
+    // One reading per transaction: four site-minutes are four transactions, all due now.
+    const job = saturatedJob(1);
+    job.start();
+    try {
+      await vi.waitFor(async () => expect(await pendingMinutes()).toBe(0), { timeout: 10_000, interval: 20 });
+      for (const site of sites) expect(await builtMinutes(site.id)).toBe(2);
+    } finally {
+      await job.stop();
     }
   }, 60_000);
 });
