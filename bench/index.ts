@@ -145,7 +145,7 @@ log(
 );
 const reads = await measureReadLatency(quick ? QUICK_READ_PLAN : FULL_READ_PLAN);
 
-log('rollup job vs ingest: the same load with the job held and running, interleaved');
+log('rollup job vs ingest: the same load with the job off and keeping current, interleaved');
 const rollupIngest = await measureRollupIngest(
   quick ? QUICK_ROLLUP_INGEST_PLAN : FULL_ROLLUP_INGEST_PLAN,
   quick,

@@ -27,6 +27,7 @@ import { compress as snappyCompress } from 'snappy';
 import { provisionSites } from '../simulators/agent/provision.ts';
 import { DEFAULT_AGENT_OPTIONS } from '../simulators/agent/site-agent.ts';
 import { loadScenario } from '../simulators/scenario.ts';
+import { ProtoError, ProtoReader, WIRE_LEN, WIRE_VARINT } from '../src/protocols/protobuf/reader.ts';
 import {
   ADMIN_TOKEN,
   type BenchService,
@@ -77,8 +78,41 @@ export interface PushPlan {
 export const FULL_PUSH_PLAN: PushPlan = { stepS: 7, probes: 3, growth: 1.5 };
 export const QUICK_PUSH_PLAN: PushPlan = { stepS: 5, probes: 1, growth: 1.5 };
 
-/** An answer's text for a report line; OTLP answers are protobuf, whose bytes around the text are dropped. */
-function printable(body: Buffer): string {
+/**
+ * The fields of a protobuf answer (OTLP's google.rpc.Status, its partial success), as
+ * `field: value` leaves, or undefined when the body is not a message. A length-delimited field is
+ * a string when it is text, else a sub-message when it reads as one. Stripping the bytes around the text instead
+ * left a printable length byte in front of it ("8the site's share…").
+ */
+function protobufLeaves(body: Uint8Array): string[] | undefined {
+  const leaves: string[] = [];
+  const r = new ProtoReader(body);
+  try {
+    while (r.pos < r.end) {
+      const tag = r.uint32();
+      const field = tag >>> 3;
+      if ((tag & 7) === WIRE_VARINT) leaves.push(`${field}: ${r.int64()}`);
+      else if ((tag & 7) === WIRE_LEN) {
+        const len = r.length();
+        const bytes = body.subarray(r.pos, r.pos + len);
+        r.pos += len;
+        const text = Buffer.from(bytes).toString('utf8');
+        // Text has no control bytes; a sub-message's low field tags (0x08, 0x12…) are ones.
+        const nested = bytes.some((b) => b < 0x20) ? protobufLeaves(bytes) : undefined;
+        leaves.push(...(nested ?? [`${field}: ${text}`]));
+      } else r.skip(tag & 7);
+    }
+  } catch (error) {
+    if (error instanceof ProtoError) return undefined;
+    throw error;
+  }
+  return leaves.length > 0 ? leaves : undefined;
+}
+
+/** An answer's text for a report line: protobuf answers (OTLP) by their fields, the rest as text. */
+function printable(body: Buffer, contentType: string | undefined): string {
+  const leaves = contentType?.includes('protobuf') ? protobufLeaves(body) : undefined;
+  if (leaves) return leaves.join(', ');
   return body
     .toString('latin1')
     .replace(/[^\x20-\x7e]+/g, ' ')
@@ -133,7 +167,8 @@ const ENDPOINTS: Record<PushProtocol, PushEndpoint> = {
     }),
     compress: (raw) => gzipAsync(raw, { level: 1 }),
     // A full success is the empty ExportMetricsServiceResponse; anything else carries partial_success.
-    shortfall: (_headers, body) => (body.length === 0 ? undefined : `partial success: ${printable(body)}`),
+    shortfall: (headers, body) =>
+      body.length === 0 ? undefined : `partial success: ${printable(body, headers['content-type'])}`,
   },
 };
 
@@ -338,7 +373,7 @@ export class PushLoad {
           const status = res.statusCode ?? 0;
           const answer = Buffer.concat(chunks);
           if (status < 200 || status > 299) {
-            const text = printable(answer).slice(0, 300);
+            const text = printable(answer, res.headers['content-type']).slice(0, 300);
             settle({ status: String(status), text: `HTTP ${status} ${text}` });
             return;
           }
