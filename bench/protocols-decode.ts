@@ -45,6 +45,11 @@ export interface ProtocolDecodeResult {
     protobufjs_decode_and_map: Rate;
     hashwatt_decode_and_map: Rate;
     end_to_end: Rate;
+    /**
+     * The push benchmark's shape (bench/push-protocols.ts): hashwatt's own names,
+     * `hashwatt_<metric>{device,kind,model}`, one sample a series, 500 ASICs × 5 metrics.
+     */
+    own_names_end_to_end: Rate;
   };
   line_protocol: { lines: number; samples: number; decode_and_map: Rate };
   otlp: { data_points: number; protobuf: Rate; json: Rate; protobufjs_decode_only: Rate };
@@ -67,6 +72,33 @@ const rate = (callsPerSec: number, perCall: number, unit: string): Rate => ({
   per_second: Math.round(callsPerSec * perCall),
   unit,
 });
+
+/** 500 ASICs × 5 core metrics under hashwatt's own names, one sample a series: a load-scenario body. */
+function ownNamesRequest(): FixtureSeries[] {
+  const ts = Date.UTC(2026, 11, 1);
+  const metrics = [
+    ['power_w', 3400],
+    ['hashrate_ths', 200],
+    ['expected_hashrate_ths', 200],
+    ['temp_c', 70],
+    ['fan_rpm', 5000],
+  ] as const;
+  const series: FixtureSeries[] = [];
+  for (let d = 0; d < 500; d++) {
+    for (const [metric, value] of metrics) {
+      series.push({
+        labels: {
+          __name__: `hashwatt_${metric}`,
+          device: `rack-${d % 40}/asic-${d}`,
+          kind: 'asic',
+          model: 'S19j Pro',
+        },
+        samples: [{ value: value + d, timestamp: ts }],
+      });
+    }
+  }
+  return series;
+}
 
 function dcgmRequest(): FixtureSeries[] {
   const names = [
@@ -187,6 +219,9 @@ export async function measureProtocolDecode(seconds = 1): Promise<ProtocolDecode
   const raw = encodeWriteRequest(series);
   const body = compressSync(Buffer.from(raw));
   const samples = decodeWriteRequest(raw).samples.length;
+  const ownBody = compressSync(Buffer.from(encodeWriteRequest(ownNamesRequest())));
+  const own = decodeRemoteWrite(ownBody);
+  if (own.problems.length > 0) throw new Error(`own-names body: ${own.problems[0]!.message}`);
   const lp = nvidiaSmiBatch();
   const lpResult = decodeLineProtocol(lp, { precision: 'ns', nowUs: 0 });
   const otlp = await otlpRequest();
@@ -233,6 +268,11 @@ export async function measureProtocolDecode(seconds = 1): Promise<ProtocolDecode
       end_to_end: rate(
         callsPerSecond(() => decodeRemoteWrite(body), seconds),
         samples,
+        'samples/s',
+      ),
+      own_names_end_to_end: rate(
+        callsPerSecond(() => decodeRemoteWrite(ownBody), seconds),
+        own.samples.length,
         'samples/s',
       ),
     },

@@ -279,10 +279,13 @@ export const EXTRA_METRICS = [
 
 export type ExtraMetricName = (typeof EXTRA_METRICS)[number]['name'];
 
-const KNOWN: ReadonlySet<string> = new Set<string>([
+/** Every core catalog name and extra metric name: the vocabulary a mapping may produce. */
+export const KNOWN_METRIC_NAMES: readonly string[] = [
   ...CORE_METRICS.map((m) => m.name),
   ...EXTRA_METRICS.map((m) => m.name),
-]);
+];
+
+const KNOWN: ReadonlySet<string> = new Set<string>(KNOWN_METRIC_NAMES);
 
 /** True for a core catalog name or an extra metric name: the vocabulary a mapping may produce. */
 export function isKnownMetricName(name: string): boolean {

@@ -3,7 +3,7 @@
  * (timeseries: labels, samples {double value, int64 timestamp ms}) → hashwatt samples. Pure; never
  * throws: an unreadable body is a `fatal` result, a bad series a problem naming "series N".
  */
-import { isKnownMetricName } from '../../catalog/extra-metrics.ts';
+import { KNOWN_METRIC_NAMES } from '../../catalog/extra-metrics.ts';
 import {
   CompiledDeviceRule,
   convertValue,
@@ -55,7 +55,13 @@ interface FamilyEntry {
 export interface CompiledRemoteWriteMapping {
   readonly source: RemoteWriteMapping;
   readonly byName: ReadonlyMap<string, FamilyEntry>;
-  readonly own?: { prefix: string; device: CompiledDeviceRule; indexFrom: string };
+  readonly own?: {
+    prefix: string;
+    device: CompiledDeviceRule;
+    indexFrom: string;
+    /** The rules of every `<prefix><known metric>` name, built once rather than per series. */
+    rulesByName: ReadonlyMap<string, readonly RemoteWriteRule[]>;
+  };
 }
 
 /** Indexes a mapping by metric name; a name listed by two families belongs to the first. */
@@ -77,9 +83,14 @@ export function compileRemoteWriteMapping(mapping: RemoteWriteMapping): Compiled
             prefix: mapping.own.prefix,
             device: new CompiledDeviceRule(mapping.own.device),
             indexFrom: mapping.own.indexFrom,
+            rulesByName: ownRules(mapping.own.prefix, mapping.own.indexFrom),
           },
         }),
   };
+}
+
+function ownRules(prefix: string, indexFrom: string): Map<string, readonly RemoteWriteRule[]> {
+  return new Map(KNOWN_METRIC_NAMES.map((metric) => [`${prefix}${metric}`, [{ metric, indexFrom }]]));
 }
 
 const DEFAULT_COMPILED = compileRemoteWriteMapping(DEFAULT_REMOTE_WRITE_MAPPING);
@@ -120,29 +131,45 @@ function withCounts(r: DecodeResult): RemoteWriteDecodeResult {
 const STALE_HI = 0x7ff00000;
 const STALE_LO = 0x00000002;
 
-/** One decoded TimeSeries, reused across series to spare allocations. */
+/**
+ * One decoded TimeSeries, reused across series to spare allocations. The arrays only grow: the
+ * first `labels` and `samples` entries are this series' (truncating five arrays per series, most
+ * of one sample, was 2 % of the service's time under remote_write).
+ */
 class SeriesBuffer {
-  names: string[] = [];
-  values: string[] = [];
-  sampleValues: number[] = [];
-  sampleStale: boolean[] = [];
-  sampleTs: number[] = [];
+  readonly names: string[] = [];
+  readonly values: string[] = [];
+  labels = 0;
+  readonly sampleValues: number[] = [];
+  readonly sampleStale: boolean[] = [];
+  readonly sampleTs: number[] = [];
+  samples = 0;
   histograms = 0;
   labelProblem: string | undefined;
 
   reset(): void {
-    this.names.length = 0;
-    this.values.length = 0;
-    this.sampleValues.length = 0;
-    this.sampleStale.length = 0;
-    this.sampleTs.length = 0;
+    this.labels = 0;
+    this.samples = 0;
     this.histograms = 0;
     this.labelProblem = undefined;
   }
 
+  addLabel(name: string, value: string): void {
+    this.names[this.labels] = name;
+    this.values[this.labels] = value;
+    this.labels++;
+  }
+
+  addSample(value: number, stale: boolean, ts: number): void {
+    this.sampleValues[this.samples] = value;
+    this.sampleStale[this.samples] = stale;
+    this.sampleTs[this.samples] = ts;
+    this.samples++;
+  }
+
   readonly get: LabelLookup = (name) => {
     const names = this.names;
-    for (let i = 0; i < names.length; i++) if (names[i] === name) return this.values[i];
+    for (let i = 0; i < this.labels; i++) if (names[i] === name) return this.values[i];
     return undefined;
   };
 }
@@ -203,13 +230,10 @@ export function mapDecodedSeries(
   list.forEach((ts, i) => {
     series.reset();
     for (const l of ts.labels) {
-      series.names.push(l.name);
-      series.values.push(l.value);
+      series.addLabel(l.name, l.value);
     }
     for (const x of ts.samples) {
-      series.sampleValues.push(x.value);
-      series.sampleStale.push(false);
-      series.sampleTs.push(Number(x.timestamp));
+      series.addSample(x.value, false, Number(x.timestamp));
     }
     staleMarkers += mapSeries(series, i, mapping, out, collector);
   });
@@ -224,7 +248,7 @@ function readTimeSeries(r: ProtoReader, s: SeriesBuffer, limits: RemoteWriteMapp
     const wire = tag & 7;
     if (field === 1 && wire === WIRE_LEN) {
       const outer = r.enter(r.length());
-      if (s.names.length >= limits.maxLabels) {
+      if (s.labels >= limits.maxLabels) {
         s.labelProblem ??= `more than ${limits.maxLabels} labels`;
         r.pos = r.end;
         r.leave(outer);
@@ -244,8 +268,7 @@ function readTimeSeries(r: ProtoReader, s: SeriesBuffer, limits: RemoteWriteMapp
       else if (value.length > limits.maxLabelValueLength) {
         s.labelProblem ??= `label ${name.slice(0, 64)} longer than ${limits.maxLabelValueLength}`;
       }
-      s.names.push(name);
-      s.values.push(value);
+      s.addLabel(name, value);
     } else if (field === 2 && wire === WIRE_LEN) {
       const outer = r.enter(r.length());
       let value = 0;
@@ -262,9 +285,7 @@ function readTimeSeries(r: ProtoReader, s: SeriesBuffer, limits: RemoteWriteMapp
         else skipField(r, t, SAMPLE_FIELDS);
       }
       r.leave(outer);
-      s.sampleValues.push(value);
-      s.sampleStale.push(stale);
-      s.sampleTs.push(ts);
+      s.addSample(value, stale, ts);
     } else if (field === 4 && wire === WIRE_LEN) {
       s.histograms++;
       r.skip(wire);
@@ -301,12 +322,16 @@ function mapSeries(
     rules = entry.rules;
     device = entry.device;
   } else if (mapping.own !== undefined && name.startsWith(mapping.own.prefix)) {
-    const metric = name.slice(mapping.own.prefix.length);
-    if (!isKnownMetricName(metric)) {
-      out.problem(where(), 'unknown_metric', `${metric} is not a hashwatt metric name`);
+    const own = mapping.own.rulesByName.get(name);
+    if (own === undefined) {
+      out.problem(
+        where(),
+        'unknown_metric',
+        `${name.slice(mapping.own.prefix.length)} is not a hashwatt metric name`,
+      );
       return 0;
     }
-    rules = [{ metric, indexFrom: mapping.own.indexFrom }];
+    rules = own;
     device = mapping.own.device;
   } else {
     out.noteUnmapped(name);
@@ -328,7 +353,7 @@ function mapSeries(
     matched++;
     const idx = indexOf(rule, s.get);
     const slots = collector.slotsFor(identity.device, rule.metric, idx);
-    for (let i = 0; i < s.sampleValues.length; i++) {
+    for (let i = 0; i < s.samples; i++) {
       if (s.sampleStale[i]) {
         if (matched === 1) stale++;
         continue;
