@@ -1,13 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonBatch } from '../src/ingest/batch.ts';
-import { DeviceDirectory } from '../src/ingest/device-directory.ts';
-import { LatestStateWriter } from '../src/ingest/latest-state.ts';
-import { heldBytes, IngestPipeline } from '../src/ingest/pipeline.ts';
-import { GroupCommitWriter } from '../src/ingest/writer.ts';
-import { silentLogger } from '../src/log.ts';
+import { heldBytes } from '../src/ingest/pipeline.ts';
 import type { RunningService } from '../src/service.ts';
 import { allocColumns, setExtras } from '../src/storage/reading-columns.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { testPipeline } from './support/pipeline.ts';
 import { asicReading, createSite, startTestService } from './support/service.ts';
 
 // The write queue charges a request what it holds until its commit, its readings' columns, and
@@ -29,24 +26,7 @@ describe('the write queue charge of a request', () => {
 
   it('is 96 B a reading from entry, whatever the body, and is given back whole after the commit', async () => {
     const { site } = await createSite(service.url, 'charge-site');
-    const { storage } = service;
-    const writer = new GroupCommitWriter({
-      storage,
-      logger: silentLogger,
-      maxBatchReadings: 5_000,
-      flushDelayMs: 5,
-      queueDelayTargetMs: 1_000,
-      maxQueuedReadings: 100_000,
-      maxQueuedBytes: 48 * 1024 * 1024,
-      ensurePartitions: async () => {},
-    });
-    const latest = new LatestStateWriter({ storage, logger: silentLogger, flushMs: 1_000 });
-    const pipeline = new IngestPipeline({
-      directory: new DeviceDirectory(storage.db, 1_000),
-      writer,
-      latest,
-      retentionDays: 30,
-    });
+    const { pipeline, writer } = testPipeline(service.storage);
     try {
       const ts = Date.now() - 1_000;
       // A verbose body: each reading carries a long model name the columns do not hold per reading.

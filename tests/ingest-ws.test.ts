@@ -3,16 +3,13 @@ import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { waitFor } from '../src/alerting/testing.ts';
-import { DeviceDirectory } from '../src/ingest/device-directory.ts';
-import { LatestStateWriter } from '../src/ingest/latest-state.ts';
-import { IngestPipeline } from '../src/ingest/pipeline.ts';
 import { type StreamOptions, StreamServer } from '../src/ingest/websocket.ts';
-import { GroupCommitWriter } from '../src/ingest/writer.ts';
 import { silentLogger } from '../src/log.ts';
 import type { RunningService } from '../src/service.ts';
 import { authenticateToken } from '../src/sites/service.ts';
 import { countReadings } from '../src/storage/readings.ts';
 import { BACKENDS, createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { testPipeline } from './support/pipeline.ts';
 import {
   adminRequest,
   asicReading,
@@ -58,28 +55,15 @@ async function waitUntil(what: string, check: () => boolean, timeoutMs = 20_000)
  */
 async function startStreamServer(service: RunningService, options: Partial<StreamOptions>) {
   const { storage } = service;
-  const writer = new GroupCommitWriter({
+  const { pipeline } = testPipeline(
     storage,
-    logger: silentLogger,
     // With the fairness floor below: room for a whole window of 10,000-reading frames, each held
     // from admission to its (empty) commit.
-    maxBatchReadings: 20_000,
-    flushDelayMs: 5,
-    queueDelayTargetMs: 500,
-    maxQueuedReadings: 100_000,
-    maxQueuedBytes: 48 * 1024 * 1024,
-    ensurePartitions: async () => {},
-  });
-  const latest = new LatestStateWriter({ storage, logger: silentLogger, flushMs: 1_000 });
-  const pipeline = new IngestPipeline({
-    directory: new DeviceDirectory(storage.db, 1_000),
-    writer,
-    latest,
-    retentionDays: 30,
+    { maxBatchReadings: 20_000, queueDelayTargetMs: 500 },
     // Room for a whole window of the 10,000-reading frames these tests send: what they bound is
     // the replies, not the site's share of the write queue (admission.test.ts holds that).
-    fairness: { floorReadings: 50_000 },
-  });
+    { floorReadings: 50_000 },
+  );
   const streams = new StreamServer({
     pipeline,
     authenticate: (token) => authenticateToken(storage, token),
