@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { findDevices, type KnownDevice, registerDevices } from '../storage/devices.ts';
+import { findDevices, registerDevices } from '../storage/devices.ts';
 import {
   allocColumns,
   kindIndex,
@@ -7,9 +7,24 @@ import {
   setExtras,
   statusIndex,
 } from '../storage/reading-columns.ts';
-import { type Database, type DeviceKind, NUMERIC_METRICS } from '../storage/schema.ts';
+import { type Database, DEVICE_KINDS, type DeviceKind, NUMERIC_METRICS } from '../storage/schema.ts';
 import { ConcurrencyLimit } from './concurrency.ts';
 import type { Rejection, ValidReading } from './reading.ts';
+
+/**
+ * A known device as one number: its id times KIND_SLOTS plus its kind's index. The cache holds one
+ * per device of the fleet for the life of the process, and an object per device (with its own copy
+ * of the kind's text, as the driver returns it) held ~14 MB more of the heap at 200,000 devices
+ * (docs/performance.md, "Memory"). Ids stay exact: a serial times 8 is far below 2^53.
+ */
+export type PackedDevice = number;
+const KIND_SLOTS = 8;
+if (DEVICE_KINDS.length > KIND_SLOTS) throw new Error('DeviceDirectory: more device kinds than KIND_SLOTS');
+
+export const packDevice = (id: number, kind: DeviceKind): PackedDevice => id * KIND_SLOTS + kindIndex(kind);
+export const idOf = (device: PackedDevice): number => Math.floor(device / KIND_SLOTS);
+/** The kind's index in DEVICE_KINDS, as the columns hold it. */
+export const kindOf = (device: PackedDevice): number => device % KIND_SLOTS;
 
 /**
  * Maps each site's device names to stored device ids, registering devices on first sight. The cache
@@ -18,7 +33,7 @@ import type { Rejection, ValidReading } from './reading.ts';
 export class DeviceDirectory {
   readonly #db: Kysely<Database>;
   readonly #maxDevicesPerSite: number;
-  readonly #bySite = new Map<number, Map<string, KnownDevice>>();
+  readonly #bySite = new Map<number, Map<string, PackedDevice>>();
   /**
    * Lookups and first-sight registrations that may wait on the database at once; the rest wait
    * here, so the pool's wait queue stays small however many batches are admitted. Batches whose
@@ -49,13 +64,13 @@ export class DeviceDirectory {
       this.#bySite.set(siteId, known);
     }
     // One lookup per reading: this runs per reading, and almost every device is known.
-    const found = new Array<KnownDevice | undefined>(readings.length);
+    const found = new Array<PackedDevice | undefined>(readings.length);
     let missing: Map<string, { kind: DeviceKind | undefined; model: string | null }> | undefined;
     for (let i = 0; i < readings.length; i++) {
       const r = readings[i]!;
       const device = known.get(r.device);
       found[i] = device;
-      if (device) continue;
+      if (device !== undefined) continue;
       missing ??= new Map();
       const seen = missing.get(r.device);
       if (!seen) missing.set(r.device, { kind: r.kind, model: r.model ?? null });
@@ -71,7 +86,7 @@ export class DeviceDirectory {
     const rejected: Rejection[] = [];
     let resolved = 0;
     for (let i = 0; i < readings.length; i++) {
-      if (found[i]) {
+      if (found[i] !== undefined) {
         resolved++;
         continue;
       }
@@ -89,11 +104,11 @@ export class DeviceDirectory {
     const columns = allocColumns(resolved);
     for (let i = 0, row = 0; i < readings.length; i++) {
       const device = found[i];
-      if (!device) continue;
+      if (device === undefined) continue;
       const r = readings[i]!;
       columns.siteId[row] = siteId;
-      columns.deviceId[row] = device.id;
-      columns.kind[row] = kindIndex(device.kind);
+      columns.deviceId[row] = idOf(device);
+      columns.kind[row] = kindOf(device);
       columns.tsUs[row] = r.tsUs;
       columns.receivedMs[row] = receivedMs;
       for (let m = 0; m < NUMERIC_METRICS.length; m++) {
@@ -109,13 +124,13 @@ export class DeviceDirectory {
 
   async #learn(
     siteId: number,
-    known: Map<string, KnownDevice>,
+    known: Map<string, PackedDevice>,
     missing: Map<string, { kind: DeviceKind | undefined; model: string | null }>,
     refused: Map<string, Omit<Rejection, 'index'>>,
   ): Promise<void> {
     // Registered before this process started, or by another replica.
     for (const d of await findDevices(this.#db, siteId, [...missing.keys()])) {
-      known.set(d.external_id, d);
+      known.set(d.external_id, packDevice(d.id, d.kind));
       missing.delete(d.external_id);
     }
     const toRegister = [];
@@ -131,7 +146,7 @@ export class DeviceDirectory {
     }
     if (toRegister.length === 0) return;
     const { devices, overCap } = await registerDevices(this.#db, siteId, toRegister, this.#maxDevicesPerSite);
-    for (const d of devices) known.set(d.external_id, d);
+    for (const d of devices) known.set(d.external_id, packDevice(d.id, d.kind));
     for (const external_id of overCap) {
       refused.set(external_id, {
         field: 'device',
