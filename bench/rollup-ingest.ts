@@ -36,7 +36,14 @@ import {
   type Window,
   warmUp,
 } from './ingest.ts';
-import { machineBusyUs, processCpuUs } from './support/postgres-cpu.ts';
+import {
+  machineBusyUs,
+  parentPid,
+  processCpuUs,
+  type ServerCpu,
+  serverCpu,
+  serverCpuBetweenUs,
+} from './support/postgres-cpu.ts';
 import { createDatabase, databaseUrl, dropDatabase, startServiceOn } from './support/service.ts';
 
 const DB_OFF = 'hashwatt_bench_rollup_off';
@@ -85,11 +92,10 @@ export interface RoundResult {
   /** Busy cores of the whole machine over the window (2 = all of this machine). */
   machine_busy_cores: number;
   /**
-   * Of those, what the Postgres server's own processes used (checkpointer, background and WAL
-   * writers, autovacuum): both variants share the server, so a round can pay for pages the round
-   * before it dirtied. Not in `other_load_cores`.
+   * Of those, what the whole Postgres server used: both variants' backends, its checkpointer and
+   * writers, and processes that exited in the window (from the postmaster's reaped children).
    */
-  pg_background_cores: number;
+  pg_server_cores: number;
   /** Of those, what other processes than the benchmark's and the server's used: the machine is shared. */
   other_load_cores: number;
   /** What the variant's rollup job built inside the window (from its counters). */
@@ -173,6 +179,8 @@ interface Variant {
   database: string;
   service: BenchService;
   monitor: pg.Client;
+  /** The server's postmaster (the monitor's backend's parent): both variants share it. */
+  postmasterPid: number;
 }
 
 /** CPU (µs) of every backend of `database` now, by pid. */
@@ -180,17 +188,6 @@ async function backendCpu(monitor: pg.Client, database: string): Promise<Map<num
   const { rows } = await monitor.query<{ pid: number }>(
     'SELECT pid FROM pg_stat_activity WHERE datname = $1',
     [database],
-  );
-  return new Map(rows.map((r) => [r.pid, processCpuUs(r.pid)]));
-}
-
-/**
- * CPU of the server's processes that serve no client (checkpointer, writers, autovacuum), by pid.
- * A worker that starts and ends between two reads is missed, so this is a lower bound.
- */
-async function serverBackgroundCpu(monitor: pg.Client): Promise<Map<number, number>> {
-  const { rows } = await monitor.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'",
   );
   return new Map(rows.map((r) => [r.pid, processCpuUs(r.pid)]));
 }
@@ -230,11 +227,13 @@ async function startVariant(name: Variant['name']): Promise<Variant> {
   await createDatabase(database);
   const monitor = new pg.Client({ connectionString: databaseUrl(database) });
   await monitor.connect();
+  const { rows } = await monitor.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const postmasterPid = parentPid(rows[0]!.pid);
   const service = await startServiceOn(database, {
     LOG_LEVEL: 'error',
     ...(name === 'job_off' && { HASHWATT_ROLLUP_INTERVAL_S: '1000000' }),
   });
-  return { name, database, service, monitor };
+  return { name, database, service, monitor, postmasterPid };
 }
 
 const MINUTE_MS = 60_000;
@@ -263,10 +262,10 @@ async function round(
     busy: number;
     /** This variant's backends, by pid. */
     cpu: Map<number, number>;
-    /** Everything of the benchmark's: both services, both databases' backends, the simulator, this process. */
-    ours: number;
-    /** The server's background processes, by pid. */
-    background: Map<number, number>;
+    /** Both services, the simulator and this process. */
+    clients: number;
+    /** The whole server (both databases' backends among it). */
+    server: ServerCpu;
   }
   let begun: Promise<Snapshot> | undefined;
   let ended: Promise<[Snapshot, number | null]> | undefined;
@@ -274,15 +273,13 @@ async function round(
   const snapshot = async (): Promise<Snapshot> => {
     const busy = machineBusyUs();
     const self = process.cpuUsage();
-    let ours = self.user + self.system + (simulatorPid === undefined ? 0 : processCpuUs(simulatorPid));
+    let clients = self.user + self.system + (simulatorPid === undefined ? 0 : processCpuUs(simulatorPid));
     let cpu = new Map<number, number>();
     for (const x of all) {
-      ours += processCpuUs(x.service.pid);
-      const backends = await backendCpu(x.monitor, x.database);
-      for (const us of backends.values()) ours += us;
-      if (x === v) cpu = backends;
+      clients += processCpuUs(x.service.pid);
+      if (x === v) cpu = await backendCpu(x.monitor, x.database);
     }
-    return { busy, cpu, ours, background: await serverBackgroundCpu(v.monitor) };
+    return { busy, cpu, clients, server: serverCpu(v.postmasterPid) };
   };
   if (minuteMs !== undefined) await sleep(Math.max(0, minuteMs - STEADY_LEAD_MS - Date.now()));
   const loadStart = Date.now();
@@ -321,9 +318,7 @@ async function round(
   }
   let pgUs = 0;
   for (const [pid, cpu] of e.cpu) pgUs += cpu - (b.cpu.get(pid) ?? 0);
-  // A background process that started inside the window counts from its start.
-  let backgroundUs = 0;
-  for (const [pid, cpu] of e.background) backgroundUs += cpu - (b.background.get(pid) ?? 0);
+  const serverUs = serverCpuBetweenUs(b.server, e.server);
   const stored = m.window.readings_per_s * m.elapsedS;
   const delta = (name: string, ...labels: string[]) =>
     sum(m.after, name, ...labels) - sum(m.before, name, ...labels);
@@ -335,10 +330,11 @@ async function round(
     saturated: m.window.readings_per_s < 0.97 * m.window.offered_per_s,
     pg_cpu_us_per_reading: stored > 0 ? Math.round((pgUs / stored) * 100) / 100 : null,
     machine_busy_cores: Math.round(((e.busy - b.busy) / 1e6 / m.elapsedS) * 100) / 100,
-    pg_background_cores: Math.round((backgroundUs / 1e6 / m.elapsedS) * 100) / 100,
+    pg_server_cores: Math.round((serverUs / 1e6 / m.elapsedS) * 100) / 100,
     other_load_cores:
-      Math.round((Math.max(0, e.busy - b.busy - (e.ours - b.ours) - backgroundUs) / 1e6 / m.elapsedS) * 100) /
-      100,
+      Math.round(
+        (Math.max(0, e.busy - b.busy - (e.clients - b.clients) - serverUs) / 1e6 / m.elapsedS) * 100,
+      ) / 100,
     site_minutes_built: delta('hashwatt_rollup_buckets_built_total', 'tier="1m"'),
     hours_built: delta('hashwatt_rollup_buckets_built_total', 'tier="1h"'),
     job_failures: delta('hashwatt_rollup_failures_total'),
@@ -346,7 +342,7 @@ async function round(
     drain_s: drainS,
   };
   log(
-    `  ${v.name}: stored ${r.window.readings_per_s}/s of ${rate}/s offered${r.saturated ? '' : ' (not saturated)'}; PG ${r.pg_cpu_us_per_reading} µs/reading; job built ${r.site_minutes_built} site-minutes, ${r.hours_built} hours${r.job_failures ? `, ${r.job_failures} failed runs` : ''}; Postgres background ${r.pg_background_cores} cores, other load ${r.other_load_cores} cores${unbuilt ? `; ${unbuilt} s of earlier readings not rolled up` : ''}${drainS === null ? '' : `; drained ${drainS} s after the load`}`,
+    `  ${v.name}: stored ${r.window.readings_per_s}/s of ${rate}/s offered${r.saturated ? '' : ' (not saturated)'}; PG ${r.pg_cpu_us_per_reading} µs/reading; job built ${r.site_minutes_built} site-minutes, ${r.hours_built} hours${r.job_failures ? `, ${r.job_failures} failed runs` : ''}; Postgres server ${r.pg_server_cores} cores, other load ${r.other_load_cores} cores${unbuilt ? `; ${unbuilt} s of earlier readings not rolled up` : ''}${drainS === null ? '' : `; drained ${drainS} s after the load`}`,
   );
   return r;
 }
@@ -448,7 +444,7 @@ export function formatRollupIngest(r: RollupIngestResult): string[] {
     line('on (default: every 10 s), steady state', r.job_on, onRounds),
     '',
     `With the job / without: **${r.ratio}** (${goal}; per round ${r.round_ratios.join(', ')}; mean over mean ${r.ratio_of_means}). The job's Postgres work per ingested reading: ${r.job_pg_cpu_us_per_reading ?? '–'} µs. ` +
-      `Postgres's background processes per round (cores; checkpoints, autovacuum): ${r.rounds.map((x) => `${x.variant === 'job_on' ? 'on' : 'off'} ${x.pg_background_cores}`).join(', ')}. ` +
+      `The Postgres server's CPU per round (cores; both variants' databases, its writers and exited processes): ${r.rounds.map((x) => `${x.variant === 'job_on' ? 'on' : 'off'} ${x.pg_server_cores}`).join(', ')}. ` +
       `Other processes' load on the machine per round (cores): ${r.rounds.map((x) => `${x.variant === 'job_on' ? 'on' : 'off'} ${x.other_load_cores}`).join(', ')}. ` +
       `${keptUp} ` +
       `Every round offered ${n0(r.offered_per_s)}/s, past what the service stores${unsaturated ? `; **${unsaturated} round(s) not saturated**` : ''} (bench/rollup-ingest.ts, header).`,

@@ -149,10 +149,13 @@ describe('the rollup job under saturated ingest', () => {
       await job.stop();
     }
     // Current work only: the previous two minutes, built in one run whatever ingest is doing.
+    // Their minute is taken again now: the backlog part took seconds, and had a minute boundary
+    // passed since `minute`, the older of the two would be past the backlog age (3 minutes).
     await sql`DELETE FROM rollup_dirty`.execute(storage.db);
+    const nowMinute = Math.floor(Date.now() / 60_000) * 60_000;
     await writeReadings(storage.db, [
-      site.record('a1', minute - 120_000, { power_w: 1 }),
-      site.record('a1', minute - 60_000, { power_w: 2 }),
+      site.record('a1', nowMinute - 120_000, { power_w: 1 }),
+      site.record('a1', nowMinute - 60_000, { power_w: 2 }),
     ]);
     const before = await builtMinutes(site.id);
     const current = saturatedJob();

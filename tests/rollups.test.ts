@@ -524,6 +524,41 @@ describe.each(BACKENDS)('rollup tiers on %s', (backend) => {
       }
   }, 120_000);
 
+  it("a metric's last is its latest sample in the minute, also when the device's last reading left it out", async () => {
+    // Each way the build finds a last: a steady value (its min is its max), the device's last
+    // reading of the minute, and an earlier reading when the last one did not carry the metric.
+    const site = await insertSite(storage, 'partial-readings', [['a1', 'asic']]);
+    const minute = T0 + 20 * MIN;
+    await writeReadings(storage.db, [
+      site.record('a1', minute + 5_000, { power_w: 100, temp_c: 50, hashrate_ths: 10 }),
+      site.record('a1', minute + 20_000, { power_w: 120, temp_c: 55, hashrate_ths: 10 }),
+      site.record('a1', minute + 40_000, { power_w: 110 }),
+      site.record('a1', minute + MIN + 30_000, { power_w: 90, temp_c: 40 }),
+    ]);
+    const span = { from: minute, to: minute + 2 * MIN };
+    const lastOf = async (metric: string) => {
+      const got = await siteSeries(storage, site, { metric, agg: 'last', step: 60, ...span }, NOW);
+      return got.points.map((p) => p[1]);
+    };
+    const lasts = async () => ({
+      power: await lastOf('power_w'),
+      temp: await lastOf('temp_c'),
+      hash: await lastOf('hashrate_ths'),
+    });
+    const before = await lasts();
+    expect(before).toEqual({ power: [110, 90], temp: [55, 40], hash: [10, null] });
+    await rollUp();
+    const built = await siteSeries(storage, site, { metric: 'power_w', agg: 'last', step: 60, ...span }, NOW);
+    expect(built.source).toBe('1m');
+    expect(await lasts()).toEqual(before);
+    const { rows } = await sql<{ power: number; temp: number; hash: number; power_n: number }>`
+      SELECT power_w_last AS power, temp_c_last AS temp, hashrate_ths_last AS hash, power_w_n AS power_n
+      FROM rollup_device_1h WHERE device_id = ${site.ids.get('a1')!}`.execute(storage.db);
+    expect(rows.map((r) => ({ ...r, power_n: Number(r.power_n) }))).toEqual([
+      { power: 90, temp: 40, hash: 10, power_n: 4 },
+    ]);
+  }, 60_000);
+
   it('with the raw rows gone, the tiers alone answer every resolution', async () => {
     await sql`DELETE FROM readings`.execute(storage.db);
     await checkSites('tiers only');

@@ -2,7 +2,7 @@
  * Connections whose server-side CPU a benchmark can read: Postgres runs on this machine, so each
  * connection's backend process is visible in /proc. Shared by the storage-shape benchmarks.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 
 /** The local Postgres the benchmarks create their private databases on. */
@@ -48,4 +48,52 @@ export function machineBusyUs(): number {
     .map(Number);
   const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
   return ((total - fields[3]! - fields[4]!) * 1e6) / CLK_TCK;
+}
+
+/** The CPU of a Postgres server at one instant: each live process's, and what its exited ones used. */
+export interface ServerCpu {
+  /** The postmaster's children now (backends, workers, checkpointer, writers), utime + stime in µs by pid. */
+  children: Map<number, number>;
+  /** The postmaster's own CPU plus its reaped children's (cutime + cstime): every process that has exited. */
+  postmasterAndExitedUs: number;
+}
+
+/** The postmaster a backend belongs to (its parent process). */
+export function parentPid(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
+/** The server's CPU now, read from /proc: run on the machine the server runs on. */
+export function serverCpu(postmasterPid: number): ServerCpu {
+  const children = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) !== postmasterPid) continue;
+      children.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK);
+    } catch {
+      // Exited between the listing and the read: its time is in the postmaster's reaped children.
+    }
+  }
+  const stat = readFileSync(`/proc/${postmasterPid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const postmasterAndExitedUs = (f.slice(11, 15).reduce((a, x) => a + Number(x), 0) * 1e6) / CLK_TCK;
+  return { children, postmasterAndExitedUs };
+}
+
+/**
+ * The server's CPU between two readings, every process counted once for its time in between: a
+ * process alive at both counts its difference; one born since counts all of its own; one that
+ * exited since counts what the postmaster reaped of it less what it had used before. Summing the
+ * live processes at each end instead would book a busy connection that closed in between as
+ * negative load (its whole life's CPU gone from the second sum).
+ */
+export function serverCpuBetweenUs(before: ServerCpu, after: ServerCpu): number {
+  let us = after.postmasterAndExitedUs - before.postmasterAndExitedUs;
+  for (const [pid, cpu] of after.children) us += cpu - (before.children.get(pid) ?? 0);
+  for (const [pid, cpu] of before.children) if (!after.children.has(pid)) us -= cpu;
+  return us;
 }

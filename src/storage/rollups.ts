@@ -139,31 +139,53 @@ function rangesOf(ranges: readonly SiteRange[]): { k: RawBuilder<unknown>; lo: D
  * the same running sum, so one aggregate less per metric), with the device's kind.
  */
 function rawDeviceMinutes(lo: Date, hi: Date): RawBuilder<unknown> {
+  // Constants, not parameters, inside the per-metric text below; a Date's ISO form is safe to inline.
+  const literalTime = (t: Date) => `timestamptz '${t.toISOString()}'`;
+  const bounded = (alias: string) => sql`${raw(alias)}.ts >= ${lo} AND ${raw(alias)}.ts < ${hi}`;
   return sql`s AS (
       SELECT r.site_id, r.device_id, r.ts, date_bin('1 minute', r.ts, ${raw(EPOCH)}) AS bucket,
         ${raw(CORE_METRICS.map((m) => `r.${m.name}::float8 AS ${m.name}`).join(', '))}
       FROM k JOIN readings r ON r.site_id = k.site_id AND r.ts >= k.lo AND r.ts < k.hi
-        AND r.ts >= ${lo} AND r.ts < ${hi}),
-    -- "last" is the device's latest sample in the minute carrying the metric. Postgres has no
-    -- last(): a window gives each metric's latest time in one sort shared by all metrics (an
-    -- array max over (time, value) measured no cheaper, docs/rollups.md).
-    w AS (
-      SELECT s.*, ${raw(CORE_METRICS.map((m) => `max(ts) FILTER (WHERE ${m.name} IS NOT NULL) OVER d AS ${m.name}_at`).join(', '))}
-      FROM s WINDOW d AS (PARTITION BY site_id, bucket, device_id)),
-    -- Grouped by exactly the window's keys, so the grouping takes the window's sorted rows as
-    -- they come (with kind as a key it hashed instead, and 180 000 device-minutes spilled to
-    -- disk); the device's kind is then joined once per device-minute, not per reading.
-    dev AS (
-      SELECT g.*, d.kind FROM (
-      SELECT site_id, bucket, device_id,
+        AND ${bounded('r')}),
+    -- One hashed grouping, no sort: a site-minute at full load is ~1 M readings, and sorting them
+    -- for a window (the way to "last" without a last() aggregate) was two thirds of the build, on
+    -- disk past work_mem (docs/rollups.md). Each metric's last is the device's latest sample in
+    -- the minute carrying it: its time here, its value below.
+    g AS (
+      SELECT site_id, bucket, device_id, max(ts) AS last_at,
         ${raw(
           CORE_METRICS.map(
             (m) =>
               `min(${m.name}) AS ${m.name}_min, max(${m.name}) AS ${m.name}_max, sum(${m.name}) AS ${m.name}_sum,
-          max(${m.name}) FILTER (WHERE ts = ${m.name}_at) AS ${m.name}_last, count(${m.name}) AS ${m.name}_n`,
+          max(ts) FILTER (WHERE ${m.name} IS NOT NULL) AS ${m.name}_at, count(${m.name}) AS ${m.name}_n`,
           ).join(',\n        '),
         )}
-      FROM w GROUP BY site_id, bucket, device_id) g
+      FROM s GROUP BY site_id, bucket, device_id),
+    -- A metric whose min is its max has that as its last too: a device reporting once a minute,
+    -- or a steady value, needs nothing read back. Otherwise the device's last reading of the
+    -- minute holds the metric's last, unless it left the metric out: then it is read at its own
+    -- time. Both are primary-key lookups, made only when needed.
+    dev AS (
+      SELECT g.site_id, g.bucket, g.device_id,
+        ${raw(
+          CORE_METRICS.map(
+            (m) =>
+              `g.${m.name}_min, g.${m.name}_max, g.${m.name}_sum,
+          CASE WHEN g.${m.name}_n = 0 THEN NULL
+            WHEN g.${m.name}_min = g.${m.name}_max THEN g.${m.name}_min
+            WHEN g.${m.name}_at = g.last_at THEN l.${m.name}::float8
+            ELSE (SELECT x.${m.name}::float8 FROM readings x
+              WHERE x.site_id = g.site_id AND x.ts = g.${m.name}_at AND x.device_id = g.device_id
+                AND x.ts >= ${literalTime(lo)} AND x.ts < ${literalTime(hi)}) END AS ${m.name}_last,
+          g.${m.name}_n`,
+          ).join(',\n        '),
+        )},
+        d.kind
+      FROM g
+      LEFT JOIN LATERAL (
+        SELECT ${raw(CORE_METRICS.map((m) => `x.${m.name}`).join(', '))} FROM readings x
+        WHERE (${raw(CORE_METRICS.map((m) => `g.${m.name}_min <> g.${m.name}_max`).join(' OR '))})
+          AND x.site_id = g.site_id AND x.ts = g.last_at AND x.device_id = g.device_id AND ${bounded('x')}) l ON true
       JOIN devices d ON d.id = g.device_id)`;
 }
 
@@ -405,8 +427,13 @@ export async function rollupStep(
   budgetReadings: number,
 ): Promise<RollupStep> {
   return db.transaction().execute(async (trx) => {
-    // The window sort of a few site-minutes fits; the server default (4 MB) spills it to disk.
+    // The device-minute grouping of a site-minute at full load (~50,000 devices) fits; the server
+    // default (4 MB) spills it to disk.
     await sql`SET LOCAL work_mem = '64MB'`.execute(trx);
+    // The build's estimated cost passes jit_above_cost, and compiling its ~160 expressions took
+    // 1.7 s of a 3 s statement that then ran 1.2 s (docs/rollups.md): nothing here runs long
+    // enough per row to win it back.
+    await sql`SET LOCAL jit = off`.execute(trx);
     // The service's statement timeout (30 s) guards request paths; an hour of a site with
     // thousands of devices takes longer to build (docs/scaling.md), and nobody waits on it.
     await sql`SET LOCAL statement_timeout = '10min'`.execute(trx);
