@@ -276,7 +276,10 @@ export interface TransportResult {
   ack_p99_ms: number | null;
   half_rate: number;
   cpu_s_per_100k_samples: number | null;
+  /** Peak RSS over the whole ramp, overload steps (queues full, refusing) included. */
   rss_mb: number;
+  /** Peak RSS of the window that held the rate (the goal's "at the held rate"); null when none held. */
+  rss_held_mb: number | null;
   steps: Window[];
 }
 
@@ -341,6 +344,7 @@ export async function rampTransport(
     half_rate: half.offered_per_s,
     cpu_s_per_100k_samples: sustained.cpu_s_per_100k_samples,
     rss_mb: Math.max(...steps.map((s) => s.rss_mb)),
+    rss_held_mb: held ? held.rss_mb : null,
     steps,
   };
 }
