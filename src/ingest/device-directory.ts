@@ -15,7 +15,8 @@ import type { Rejection, ValidReading } from './reading.ts';
  * A known device as one number: its id times KIND_SLOTS plus its kind's index. The cache holds one
  * per device of the fleet for the life of the process, and an object per device (with its own copy
  * of the kind's text, as the driver returns it) held ~14 MB more of the heap at 200,000 devices
- * (docs/performance.md, "Memory"). Ids stay exact: a serial times 8 is far below 2^53.
+ * (docs/performance.md, the packed directory row of the first table). Ids stay exact: a serial
+ * times 8 is far below 2^53.
  */
 export type PackedDevice = number;
 const KIND_SLOTS = 8;
