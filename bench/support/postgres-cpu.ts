@@ -27,12 +27,23 @@ export async function connect(database: string): Promise<Conn> {
   return { client, pid: rows[0]!.pid };
 }
 
+/**
+ * The fields of /proc/PID/stat after the command name (which may hold spaces): [0] is state, [1]
+ * the parent's pid, [11..14] utime, stime, cutime and cstime in clock ticks. Throws once it is gone.
+ */
+function statFields(pid: number | string): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The sum of stat fields [from, to) as µs of CPU. */
+const ticksUs = (fields: string[], from: number, to: number) =>
+  (fields.slice(from, to).reduce((a, x) => a + Number(x), 0) * 1e6) / CLK_TCK;
+
 /** utime + stime of a process in µs; 0 once it is gone. */
 export function processCpuUs(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
+    return ticksUs(statFields(pid), 11, 13);
   } catch {
     return 0;
   }
@@ -60,8 +71,7 @@ export interface ServerCpu {
 
 /** The postmaster a backend belongs to (its parent process). */
 export function parentPid(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  return Number(statFields(pid)[1]);
 }
 
 /** The server's CPU now, read from /proc: run on the machine the server runs on. */
@@ -70,18 +80,13 @@ export function serverCpu(postmasterPid: number): ServerCpu {
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (Number(fields[1]) !== postmasterPid) continue;
-      children.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK);
+      const fields = statFields(entry);
+      if (Number(fields[1]) === postmasterPid) children.set(Number(entry), ticksUs(fields, 11, 13));
     } catch {
       // Exited between the listing and the read: its time is in the postmaster's reaped children.
     }
   }
-  const stat = readFileSync(`/proc/${postmasterPid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const postmasterAndExitedUs = (f.slice(11, 15).reduce((a, x) => a + Number(x), 0) * 1e6) / CLK_TCK;
-  return { children, postmasterAndExitedUs };
+  return { children, postmasterAndExitedUs: ticksUs(statFields(postmasterPid), 11, 15) };
 }
 
 /**
